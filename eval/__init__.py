@@ -1,0 +1,1 @@
+"""Evaluation with pycocotools: ``python -m eval``."""

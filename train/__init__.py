@@ -1,0 +1,1 @@
+"""Training: ``python -m train`` (SGD with warm-up, checkpoints, resume, DDP)."""

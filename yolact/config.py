@@ -1,0 +1,176 @@
+"""Immutable model configurations.
+
+A :class:`YolactConfig` is one frozen object passed explicitly to every part of the model; nothing reads a
+global. Named configs reproduce the authors' YOLACT v1 configs (``data/config.py`` in dbolya/yolact); the
+small ones exist for fast tests and CPU training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+COCO_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush",
+)
+
+# Classes of the embedded procedurally generated dataset (yolact.data.synthetic).
+SHAPES_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
+
+# BGR channel statistics of the ImageNet-pretrained ResNets, as the authors use them.
+IMAGENET_MEAN_BGR = (103.94, 116.78, 123.68)
+IMAGENET_STD_BGR = (57.38, 57.12, 58.40)
+
+BASE_SCALES = (24, 48, 96, 192, 384)
+
+
+def scales_for_size(size: int, base_size: int = 550) -> tuple[int, ...]:
+    """Anchor scales of the 550 configs re-expressed for another input size, as the authors do (``int``)."""
+    return tuple(int(s / base_size * size) for s in BASE_SCALES)
+
+
+@dataclass(frozen=True)
+class YolactConfig:
+    """Everything that defines one YOLACT model, its post-processing and its training schedule.
+
+    ``num_classes`` counts foreground classes only; the network predicts ``num_classes + 1`` logits with
+    background at index 0.
+    """
+
+    name: str
+    backbone: str  # "resnet" or "darknet"
+    backbone_layers: tuple[int, ...]
+    backbone_block: str = "bottleneck"  # ResNet block type: "bottleneck" or "basic"
+    class_names: tuple[str, ...] = COCO_CLASSES
+    max_size: int = 550
+    fpn_channels: int = 256
+    proto_channels: int = 256
+    mask_dim: int = 32
+    pred_scales: tuple[int, ...] = BASE_SCALES
+    aspect_ratios: tuple[float, ...] = (1.0, 0.5, 2.0)
+    use_square_anchors: bool = True
+    # Input normalisation: "mean_std" (BGR mean/std then RGB) or "unit" (RGB / 255, DarkNet).
+    normalization: str = "mean_std"
+    pixel_mean_bgr: tuple[float, float, float] = IMAGENET_MEAN_BGR
+    pixel_std_bgr: tuple[float, float, float] = IMAGENET_STD_BGR
+    # Detection
+    nms_top_k: int = 200
+    nms_conf_thresh: float = 0.05
+    nms_iou_thresh: float = 0.5
+    max_num_detections: int = 100
+    # Training
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 8
+    max_iter: int = 800_000
+    lr_steps: tuple[int, ...] = (280_000, 600_000, 700_000, 750_000)
+    warmup_iters: int = 500
+    warmup_init_lr: float = 1e-4
+    positive_iou_thresh: float = 0.5
+    negative_iou_thresh: float = 0.4
+    crowd_iou_thresh: float = 0.7
+    ohem_negpos_ratio: int = 3
+    bbox_alpha: float = 1.5
+    conf_alpha: float = 1.0
+    mask_alpha: float = 6.125
+    semantic_seg_alpha: float = 1.0
+    masks_to_train: int = 100
+    freeze_bn_below_batch: int = 6
+    min_box_size_px: int = 4
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors per feature-map cell."""
+        return len(self.aspect_ratios)
+
+    def replace(self, **changes: Any) -> "YolactConfig":
+        """A copy with some fields changed (the config itself never changes)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "YolactConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_YOLACT_BASE = YolactConfig(name="yolact_base", backbone="resnet", backbone_layers=(3, 4, 23, 3))
+
+_SMALL_TRAINING = dict(
+    class_names=SHAPES_CLASSES,
+    backbone="resnet",
+    backbone_block="basic",
+    backbone_layers=(2, 2, 2, 2),
+    batch_size=8,
+    lr=4e-3,
+    warmup_iters=100,
+    warmup_init_lr=4e-4,
+)
+
+CONFIGS: dict[str, YolactConfig] = {
+    cfg.name: cfg
+    for cfg in (
+        _YOLACT_BASE,
+        _YOLACT_BASE.replace(name="yolact_resnet50", backbone_layers=(3, 4, 6, 3)),
+        _YOLACT_BASE.replace(
+            name="yolact_darknet53", backbone="darknet", backbone_layers=(1, 2, 8, 8, 4), normalization="unit"
+        ),
+        _YOLACT_BASE.replace(name="yolact_im400", max_size=400, pred_scales=scales_for_size(400)),
+        _YOLACT_BASE.replace(name="yolact_im700", max_size=700, pred_scales=scales_for_size(700)),
+        # ResNet-18 at 320 with half-width FPN/heads: the CPU training default on the embedded dataset.
+        _YOLACT_BASE.replace(
+            name="yolact_small",
+            max_size=320,
+            pred_scales=scales_for_size(320),
+            fpn_channels=128,
+            proto_channels=128,
+            max_iter=6_000,
+            lr_steps=(4_000, 5_200),
+            **_SMALL_TRAINING,
+        ),
+        # ResNet-18 at 128 with narrow heads: unit tests.
+        _YOLACT_BASE.replace(
+            name="yolact_tiny",
+            max_size=128,
+            pred_scales=scales_for_size(128),
+            fpn_channels=32,
+            proto_channels=32,
+            max_iter=200,
+            lr_steps=(150,),
+            **_SMALL_TRAINING,
+        ),
+    )
+}
+
+
+def get_config(name: str, **overrides: Any) -> YolactConfig:
+    """The named config, with optional field overrides (e.g. ``class_names`` of a custom dataset)."""
+    try:
+        cfg = CONFIGS[name]
+    except KeyError:
+        raise KeyError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}") from None
+    return cfg.replace(**overrides) if overrides else cfg

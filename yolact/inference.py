@@ -1,0 +1,120 @@
+"""From images to detections: the end-to-end module (also what gets exported) and the final-image step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .box_utils import sanitize_coordinates
+from .detection import Detections, assemble_masks, detect, detect_traditional
+from .model import Yolact
+from .preprocess import preprocess
+
+
+class BatchResult(NamedTuple):
+    """Static-shape results of a batch (K = ``max_num_detections``), as the exported graph returns them.
+
+    num_dets [B], boxes [B, K, 4] normalised x1y1x2y2, scores [B, K], classes [B, K] (-1 in padding),
+    masks [B, K, Hp, Wp] cropped mask probabilities at prototype resolution.
+    """
+
+    num_dets: torch.Tensor
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    classes: torch.Tensor
+    masks: torch.Tensor
+
+
+class EndToEnd(nn.Module):
+    """uint8 BGR images [B, H, W, 3] of any size -> :class:`BatchResult`: preprocessing, network, Fast
+    NMS and mask assembly in one module.
+
+    With ``nms="traditional"`` it uses exact NMS instead (PyTorch only, not exportable).
+    """
+
+    def __init__(self, model: Yolact, nms: str = "fast"):
+        super().__init__()
+        if nms not in ("fast", "traditional"):
+            raise ValueError(f"nms must be 'fast' or 'traditional', not {nms!r}")
+        self.model = model
+        self.nms = nms
+
+    def forward(self, images_bgr: torch.Tensor) -> BatchResult:
+        return self.from_network_input(preprocess(images_bgr, self.model.cfg))
+
+    def from_network_input(self, x: torch.Tensor) -> BatchResult:
+        """Same as forward, for an already preprocessed batch [B, 3, S, S]."""
+        dets, protos = self.detections(x)
+        return BatchResult(dets.num_dets, dets.boxes, dets.scores, dets.classes, assemble_masks(protos, dets))
+
+    def detections(self, x: torch.Tensor) -> tuple[Detections, torch.Tensor]:
+        """Detections (with coefficients and prior indices) and prototypes for a preprocessed batch."""
+        output = self.model(x)
+        run_nms = detect if self.nms == "fast" else detect_traditional
+        return run_nms(output, self.model.cfg), output.protos
+
+
+@dataclass
+class ImageDetections:
+    """Detections of one image in its own pixel coordinates (N detections, image H x W).
+
+    classes [N] int64 (0-based), scores [N] float32, boxes [N, 4] int64 x1y1x2y2 pixels, masks [N, H, W] bool.
+    """
+
+    classes: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    masks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def above(self, score_threshold: float) -> "ImageDetections":
+        keep = self.scores > score_threshold
+        return ImageDetections(self.classes[keep], self.scores[keep], self.boxes[keep], self.masks[keep])
+
+
+def to_image(result: BatchResult, index: int, height: int, width: int) -> ImageDetections:
+    """The final-image step for image ``index`` of a batch: masks upsampled (bilinear) to the image and
+    binarised at 0.5, boxes scaled to pixels, clamped to the image and truncated to integers."""
+    n = int(result.num_dets[index])
+    boxes = result.boxes[index, :n].float()
+    masks = result.masks[index, :n].float()
+    if n:
+        masks = F.interpolate(masks[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+    else:
+        masks = masks.new_zeros(0, height, width)
+    x1, x2 = sanitize_coordinates(boxes[:, 0], boxes[:, 2], width)
+    y1, y2 = sanitize_coordinates(boxes[:, 1], boxes[:, 3], height)
+    pixel_boxes = torch.stack((x1, y1, x2, y2), dim=1).long()
+    return ImageDetections(
+        classes=result.classes[index, :n].cpu().numpy().astype(np.int64),
+        scores=result.scores[index, :n].float().cpu().numpy(),
+        boxes=pixel_boxes.cpu().numpy(),
+        masks=(masks > 0.5).cpu().numpy(),
+    )
+
+
+def batch_from_images(images_bgr: Sequence[np.ndarray], model: Yolact) -> torch.Tensor:
+    """BGR uint8 images of any sizes -> one preprocessed batch [B, 3, S, S] on the model's device."""
+    device = next(model.parameters()).device
+    return torch.cat(
+        [preprocess(torch.from_numpy(np.ascontiguousarray(img))[None].to(device), model.cfg) for img in images_bgr]
+    )
+
+
+@torch.inference_mode()
+def predict(model: Yolact, images_bgr: Sequence[np.ndarray], nms: str = "fast") -> list[ImageDetections]:
+    """Detections for BGR uint8 images of any sizes, all in one forward pass."""
+    was_training = model.training
+    model.eval()
+    try:
+        result = EndToEnd(model, nms).from_network_input(batch_from_images(images_bgr, model))
+    finally:
+        model.train(was_training)
+    return [to_image(result, i, *img.shape[:2]) for i, img in enumerate(images_bgr)]

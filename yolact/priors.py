@@ -1,0 +1,69 @@
+"""Anchor boxes ("priors"), laid out exactly as the authors' ``make_priors``."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+from .config import YolactConfig
+
+
+def make_priors(cfg: YolactConfig, level_sizes: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """Priors for feature maps of the given (height, width) per FPN level, [P, 4] center-size float32.
+
+    Cells run row-major (y outer, x inner), then aspect ratios inside a cell, matching how the head's
+    outputs are flattened. Sizes are divided by ``cfg.max_size``, not by the actual input size; with
+    ``use_square_anchors`` (every v1 config) the height equals the width.
+    """
+    return _make_priors(level_sizes, cfg.pred_scales, cfg.aspect_ratios, cfg.max_size, cfg.use_square_anchors).clone()
+
+
+@lru_cache(maxsize=16)
+def _make_priors(
+    level_sizes: tuple[tuple[int, int], ...],
+    scales: tuple[int, ...],
+    aspect_ratios: tuple[float, ...],
+    max_size: int,
+    square: bool,
+) -> torch.Tensor:
+    if len(scales) != len(level_sizes):
+        raise ValueError(f"{len(scales)} prior scales for {len(level_sizes)} feature levels")
+    levels = []
+    for (height, width), scale in zip(level_sizes, scales):
+        # Float64 like the authors' Python floats; cast once at the end.
+        cy, cx = torch.meshgrid(
+            (torch.arange(height, dtype=torch.float64) + 0.5) / height,
+            (torch.arange(width, dtype=torch.float64) + 0.5) / width,
+            indexing="ij",
+        )
+        ratios = torch.tensor([math.sqrt(r) for r in aspect_ratios], dtype=torch.float64)
+        w = scale * ratios / max_size
+        h = w if square else scale / ratios / max_size
+        num_cells, num_ratios = height * width, len(aspect_ratios)
+        centers = torch.stack((cx, cy), dim=-1).reshape(num_cells, 1, 2).expand(num_cells, num_ratios, 2)
+        sizes = torch.stack((w, h), dim=-1).reshape(1, num_ratios, 2).expand(num_cells, num_ratios, 2)
+        levels.append(torch.cat((centers, sizes), dim=-1).reshape(-1, 4))
+    return torch.cat(levels).to(torch.float32)
+
+
+def feature_sizes(cfg: YolactConfig, input_size: int | None = None) -> tuple[tuple[int, int], ...]:
+    """(height, width) of P3..P7 for a square input (default ``cfg.max_size``), without running the net."""
+    size = cfg.max_size if input_size is None else input_size
+
+    def halve(n: int) -> int:  # a stride-2 3x3 convolution (or pooling) with padding 1
+        return (n - 1) // 2 + 1
+
+    if cfg.backbone == "resnet":
+        size = halve(halve(size))  # the 7x7 stem conv and the max-pool
+        stages_to_c3 = 1
+    else:
+        stages_to_c3 = 3  # DarkNet's stem keeps the size; each of its stages halves it
+    for _ in range(stages_to_c3):
+        size = halve(size)
+    sizes = [size]
+    for _ in range(4):  # C4, C5, then the two stride-2 FPN convolutions
+        size = halve(size)
+        sizes.append(size)
+    return tuple((s, s) for s in sizes)
