@@ -1,0 +1,87 @@
+"""Every named config builds the model the reference describes: parameters, state-dict keys, priors, shapes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from yolact import CONFIGS, Yolact, YolactConfig, get_config
+from yolact.priors import feature_sizes, make_priors
+
+# name: (parameters in millions, state-dict keys, priors), from the reference's table.
+REFERENCE = {
+    "yolact_base": (50.16, 660, 19248),
+    "yolact_resnet50": (31.16, 354, 19248),
+    "yolact_darknet53": (47.78, 348, 19248),
+    "yolact_im400": (50.16, 660, 10077),
+    "yolact_im700": (50.16, 660, 30963),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_reference_configs(name):
+    params_m, num_keys, num_priors = REFERENCE[name]
+    model = Yolact(get_config(name))
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == params_m
+    assert len(model.state_dict()) == num_keys
+    assert make_priors(model.cfg, feature_sizes(model.cfg)).shape == (num_priors, 4)
+
+
+def test_im400_and_im700_scales():
+    assert get_config("yolact_im400").pred_scales == (17, 34, 69, 139, 279)
+    assert get_config("yolact_im700").pred_scales == (30, 61, 122, 244, 488)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_config_builds(name):
+    cfg = get_config(name)
+    model = Yolact(cfg)
+    head = model.prediction_layers[0]
+    assert head.conf_layer.out_channels == cfg.num_anchors * (cfg.num_classes + 1)
+    assert model.semantic_seg_conv.out_channels == cfg.num_classes
+
+
+@pytest.mark.parametrize("name", ["yolact_tiny", "yolact_small"])
+def test_forward_shapes(name):
+    cfg = get_config(name)
+    model = Yolact(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, cfg.max_size, cfg.max_size))
+    levels = feature_sizes(cfg)
+    num_priors = sum(h * w for h, w in levels) * cfg.num_anchors
+    proto = 2 * levels[0][0]
+    assert out.loc.shape == (2, num_priors, 4)
+    assert out.conf.shape == (2, num_priors, cfg.num_classes + 1)
+    assert out.coeffs.shape == (2, num_priors, cfg.mask_dim)
+    assert out.priors.shape == (num_priors, 4)
+    assert out.protos.shape == (2, proto, proto, cfg.mask_dim)
+    assert out.segm is None
+    assert out.coeffs.abs().max() <= 1 and out.protos.min() >= 0  # tanh and ReLU
+    model.train()
+    assert model(torch.zeros(2, 3, cfg.max_size, cfg.max_size)).segm.shape == (2, cfg.num_classes, *levels[0])
+
+
+def test_priors_layout():
+    """Row-major cells, then the three square anchors s, s/sqrt2, s*sqrt2 divided by max_size."""
+    cfg = get_config("yolact_base")
+    priors = make_priors(cfg, feature_sizes(cfg))
+    first = priors[:6]
+    torch.testing.assert_close(first[:3, :2], torch.full((3, 2), 0.5 / 69))
+    torch.testing.assert_close(first[3, :2], torch.tensor([1.5 / 69, 0.5 / 69]))
+    expected_w = torch.tensor([24, 24 * 0.5**0.5, 24 * 2**0.5]) / 550
+    torch.testing.assert_close(first[:3, 2], expected_w)
+    torch.testing.assert_close(first[:3, 3], expected_w)  # square anchors
+    assert torch.allclose(priors[69 * 69 * 3, 2], torch.tensor(48 / 550))  # first prior of P4
+
+
+def test_config_is_immutable_and_serialisable():
+    cfg = get_config("yolact_small", class_names=("a", "b"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.max_size = 10
+    assert cfg.num_classes == 2
+    assert YolactConfig.from_dict(cfg.to_dict()) == cfg
+    assert get_config("yolact_small").num_classes == 5  # the named config is untouched
+    with pytest.raises(KeyError, match="unknown config"):
+        get_config("yolact_nope")

@@ -1,0 +1,106 @@
+"""``python -m yolact.predict IMAGE... --weights W [--config C] --out DIR``
+
+Writes, per image, ``<stem>.png`` (masks, boxes, class names and scores drawn over the image) and
+``<stem>.json`` (the detections, masks as COCO RLE). Images go through the network in batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_utils
+import torch
+
+from .checkpoint import CheckpointError, load_model
+from .config import CONFIGS
+from .fileio import atomic_path, write_text_atomic
+from .inference import ImageDetections, predict
+from .visualize import draw_detections
+
+
+class PredictError(Exception):
+    """A bad input or output path; the message is one line."""
+
+
+def read_image(path: Path) -> np.ndarray:
+    if not path.is_file():  # checked first: OpenCV would print its own warning
+        raise PredictError(f"{path}: no such file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise PredictError(f"{path}: not a readable image")
+    return image
+
+
+def detections_json(path: Path, image: np.ndarray, dets: ImageDetections, class_names: Sequence[str]) -> dict:
+    records = []
+    for i in range(len(dets)):
+        rle = mask_utils.encode(np.asfortranarray(dets.masks[i].astype(np.uint8)))
+        records.append(
+            {
+                "class_id": int(dets.classes[i]),
+                "class_name": class_names[dets.classes[i]],
+                "score": round(float(dets.scores[i]), 6),
+                "box_xyxy": [int(v) for v in dets.boxes[i]],
+                "mask_area": int(dets.masks[i].sum()),
+                "mask_rle": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
+            }
+        )
+    return {"image": str(path), "height": image.shape[0], "width": image.shape[1], "detections": records}
+
+
+def write_outputs(out_dir: Path, path: Path, image: np.ndarray, dets: ImageDetections, class_names: Sequence[str]):
+    ok, png = cv2.imencode(".png", draw_detections(image, dets, class_names))
+    if not ok:
+        raise PredictError(f"{path}: could not encode the overlay PNG")
+    with atomic_path(out_dir / f"{path.stem}.png") as tmp:
+        tmp.write_bytes(png.tobytes())
+    write_text_atomic(out_dir / f"{path.stem}.json", json.dumps(detections_json(path, image, dets, class_names), indent=1))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m yolact.predict", description=__doc__.split("\n\n")[1])
+    parser.add_argument("images", nargs="+", type=Path, help="image files (anything OpenCV reads)")
+    parser.add_argument("--weights", required=True, type=Path, help="checkpoint (.pth), the authors' or ours")
+    parser.add_argument("--config", choices=sorted(CONFIGS), help="model config (default: the checkpoint's own)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--score-threshold", type=float, default=0.3, help="drop detections scoring at or below")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--nms", choices=("fast", "traditional"), default="fast")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        names = [p.stem for p in args.images]
+        if len(set(names)) != len(names):
+            raise PredictError("--out: two input images share a file name stem; their outputs would collide")
+        images = [read_image(p) for p in args.images]
+        model = load_model(args.weights, args.config, args.device)
+        for start in range(0, len(images), args.batch_size):
+            batch = images[start : start + args.batch_size]
+            results = predict(model, batch, nms=args.nms)
+            for path, image, dets in zip(args.images[start:], batch, results):
+                write_outputs(args.out, path, image, dets.above(args.score_threshold), model.cfg.class_names)
+    except (PredictError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(images)} overlays and detection files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
