@@ -14,19 +14,34 @@ from authors_fixture import FIXTURES, load_fixture, recipe_state_dict
 from yolact import EndToEnd, load_model, preprocess, to_image
 
 
-@pytest.fixture(scope="module", params=FIXTURES)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+RUNS = [pytest.param((name, "cpu"), id=name) for name in FIXTURES]
+RUNS += [pytest.param((name, "cuda"), id=f"{name}-cuda", marks=CUDA) for name in FIXTURES]
+
+
+@pytest.fixture(scope="module", params=RUNS)
 def run(request, tmp_path_factory):
-    fixture = load_fixture(request.param)
-    weights = tmp_path_factory.mktemp(request.param) / f"{request.param}_recipe.pth"
+    """Every stage of our pipeline on the fixture's image, moved to the CPU for comparison."""
+    name, device = request.param
+    fixture = load_fixture(name)
+    weights = tmp_path_factory.mktemp(name) / f"{name}_recipe.pth"
     torch.save(recipe_state_dict(fixture.meta), weights)
-    model = load_model(weights, request.param)
+    model = load_model(weights, name, device)
+    # TF32 would round convolutions to 10-bit mantissas on Ampere and later; the authors ran in float32.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     with torch.inference_mode():
-        x = preprocess(torch.from_numpy(fixture["image_bgr"])[None], model.cfg)
+        x = preprocess(torch.from_numpy(fixture["image_bgr"])[None].to(device), model.cfg)
         output = model(x)
         end_to_end = EndToEnd(model)
         dets, protos = end_to_end.detections(x)
         result = end_to_end.from_network_input(x)
-    return fixture, x, output, dets, result
+    return fixture, x.cpu(), _to_cpu(output), _to_cpu(dets), _to_cpu(result)
+
+
+def _to_cpu(outputs):
+    """A NamedTuple of tensors (some may be None) with every tensor on the CPU."""
+    return type(outputs)(*(t.cpu() if t is not None else None for t in outputs))
 
 
 def assert_close(ours: np.ndarray, theirs: np.ndarray, atol: float, what: str) -> None:
