@@ -1,0 +1,1 @@
+"""Speed and accuracy benchmarks; each writes its figures with machine details to benchmarks/results/."""
