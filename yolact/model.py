@@ -132,6 +132,7 @@ class Yolact(nn.Module):
             [PredictionHead(cfg.fpn_channels, cfg.num_anchors, cfg.num_classes, cfg.mask_dim)]
         )
         self.semantic_seg_conv = nn.Conv2d(cfg.fpn_channels, cfg.num_classes, 1)
+        self.bn_frozen = False
 
     def forward(self, images: torch.Tensor) -> YolactOutput:
         features = self.fpn(self.backbone(images)[-3:])
@@ -145,9 +146,20 @@ class Yolact(nn.Module):
         return YolactOutput(loc, conf, coeffs, priors, protos, segm)
 
     def freeze_bn(self, frozen: bool = True) -> None:
-        """Keep BatchNorm statistics and affine parameters fixed (small per-device batches)."""
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.train(not frozen and self.training)
-                module.weight.requires_grad_(not frozen)
-                module.bias.requires_grad_(not frozen)
+        """Keep BatchNorm statistics and affine parameters fixed (small per-device batches), also across
+        later ``train()`` calls."""
+        self.bn_frozen = frozen
+        for module in self._batch_norms():
+            module.train(not frozen and self.training)
+            module.weight.requires_grad_(not frozen)
+            module.bias.requires_grad_(not frozen)
+
+    def train(self, mode: bool = True) -> "Yolact":
+        super().train(mode)
+        if self.bn_frozen:
+            for module in self._batch_norms():
+                module.eval()
+        return self
+
+    def _batch_norms(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm))]

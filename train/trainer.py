@@ -1,0 +1,306 @@
+"""The training run: set-up from :class:`TrainOptions`, the SGD loop, evaluation, logging, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from yolact import Yolact, YolactConfig, get_config, save_weights
+from yolact.backbone import torchvision_resnet_keys
+from yolact.checkpoint import CheckpointError, load_state_dict_into
+from yolact.data import CocoDataset, ensure_shapes_dataset, train_transform
+from yolact.losses import YolactLoss
+
+from .checkpoints import load_checkpoint, prune_checkpoints, restore_rng, rng_state, save_checkpoint
+from .data import TrainStream
+from .distributed import DistContext, close_distributed, init_distributed
+from .errors import TrainError
+from .options import TrainOptions
+from .schedule import build_optimizer, fit_schedule
+
+# Config fields a resumed run may change: the schedule. Everything else must match the checkpoint.
+SCHEDULE_FIELDS = frozenset({"lr", "batch_size", "max_iter", "lr_steps", "warmup_iters", "warmup_init_lr"})
+LOSS_TERMS = ("box", "conf", "mask", "segm", "total")
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    train_images: Path
+    train_annotations: Path
+    val_images: Optional[Path]
+    val_annotations: Optional[Path]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left behind (filled on rank 0; other ranks get the iteration count only)."""
+
+    out: Path
+    iteration: int
+    seconds: float
+    skipped_steps: int
+    metrics: dict[str, float]
+    best_ap: float
+
+
+def resolve_data(options: TrainOptions, ctx: DistContext) -> DataPaths:
+    """Custom COCO paths, checked to exist, or the embedded shapes dataset (generated once, by rank 0)."""
+    pairs = {
+        "train": (options.train_images, options.train_annotations),
+        "val": (options.val_images, options.val_annotations),
+    }
+    for split, (images, annotations) in pairs.items():
+        if (images is None) != (annotations is None):
+            raise TrainError(f"--{split}-images and --{split}-annotations go together; give both or neither")
+        for option, path in ((f"--{split}-images", images), (f"--{split}-annotations", annotations)):
+            if path is not None and not path.exists():
+                raise TrainError(f"{option} {path}: no such file or folder")
+    if options.train_images is not None:
+        return DataPaths(options.train_images, options.train_annotations, options.val_images, options.val_annotations)
+    if ctx.enabled:  # one process generates the cache, the others then read it
+        if ctx.is_main:
+            ensure_shapes_dataset()
+        torch.distributed.barrier()
+    shapes = ensure_shapes_dataset()
+    return DataPaths(shapes.train_images, shapes.train_annotations, shapes.val_images, shapes.val_annotations)
+
+
+def resolve_device(options: TrainOptions, ctx: DistContext) -> torch.device:
+    name = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainError(f"--device {name}: not a device name (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError(f"--device {name}: CUDA is not available on this machine")
+        if ctx.enabled:
+            device = torch.device("cuda", ctx.local_rank)
+    return device
+
+
+def check_resume_config(cfg: YolactConfig, saved: dict[str, Any], path: Path) -> None:
+    """A checkpoint continues only the same model and loss: name, classes, architecture must match."""
+    try:
+        saved_cfg = YolactConfig.from_dict(saved)
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"--resume {path}: its config is not readable ({exc})") from None
+    ours, theirs = cfg.to_dict(), saved_cfg.to_dict()
+    differing = sorted(k for k in ours if k not in SCHEDULE_FIELDS and ours[k] != theirs[k])
+    if differing:
+        shown = "; ".join(f"{k}: {theirs[k]!r} in the checkpoint, {ours[k]!r} now" for k in differing[:3])
+        raise TrainError(f"--resume {path}: trained with another config ({shown})")
+
+
+def load_pretrained_backbone(model: Yolact, path: Path) -> None:
+    if model.cfg.backbone != "resnet":
+        raise TrainError(f"--pretrained-backbone {path}: only ResNet backbones map torchvision weights")
+    if not path.is_file():
+        raise TrainError(f"--pretrained-backbone {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.backbone.load_state_dict(torchvision_resnet_keys(state))
+    except Exception as exc:  # unreadable file or keys/shapes that do not fit
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainError(f"--pretrained-backbone {path}: not a fitting torchvision ResNet ({first_line})") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Owns the model, optimiser, data stream and output folder of one run (one per process under DDP)."""
+
+    def __init__(self, options: TrainOptions, ctx: DistContext):
+        self.options = options
+        self.ctx = ctx
+        self.device = resolve_device(options, ctx)
+        self.data = resolve_data(options, ctx)
+        base_cfg = get_config(options.config)
+        dataset = CocoDataset(self.data.train_images, self.data.train_annotations, train_transform(base_cfg))
+        cfg = get_config(options.config, class_names=tuple(dataset.class_names))
+
+        batch_size = options.batch_size or cfg.batch_size
+        if batch_size % ctx.world_size:
+            raise TrainError(f"--batch-size {batch_size}: not divisible by the {ctx.world_size} processes")
+        self.per_rank_batch = batch_size // ctx.world_size
+        if len(dataset) < batch_size:
+            raise TrainError(f"--train-images {self.data.train_images}: {len(dataset)} images, fewer than "
+                             f"--batch-size {batch_size}")
+        self.cfg = fit_schedule(cfg, batch_size, options.iters, options.lr)
+        if options.sync_bn and not (ctx.enabled and self.device.type == "cuda"):
+            raise TrainError("--sync-bn: needs several CUDA processes (torchrun --nproc_per_node N on GPUs)")
+
+        resume_state = load_checkpoint(options.resume) if options.resume is not None else None
+        if resume_state is not None:
+            check_resume_config(self.cfg, resume_state["config"], options.resume)
+
+        seed_everything(options.seed)
+        self.model = Yolact(self.cfg)
+        if resume_state is not None:
+            try:
+                load_state_dict_into(self.model, resume_state["model"], f"--resume {options.resume}")
+            except CheckpointError as exc:
+                raise TrainError(str(exc)) from None
+        elif options.pretrained_backbone is not None:
+            load_pretrained_backbone(self.model, options.pretrained_backbone)
+        bn_batch = batch_size if options.sync_bn else self.per_rank_batch
+        self.model.train()
+        self.model.freeze_bn(bn_batch < self.cfg.freeze_bn_below_batch)
+        self.model.to(self.device)
+        self.network: nn.Module = self.model
+        if ctx.enabled:
+            if options.sync_bn:
+                self.network = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.network, device_ids=device_ids)
+        self.criterion = YolactLoss(self.cfg)
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.cfg)
+
+        self.iteration = 0
+        self.best_ap = -1.0
+        self.skipped_steps = 0
+        if resume_state is not None:
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            self.scheduler.load_state_dict(resume_state["scheduler"])
+            self.iteration = int(resume_state["iteration"])
+            self.best_ap = float(resume_state.get("best_ap", -1.0))
+            self.skipped_steps = int(resume_state.get("skipped_steps", 0))
+            restore_rng(resume_state["rng"])
+        self.stream = TrainStream(
+            dataset, self.per_rank_batch, ctx, options.seed, options.workers, self.device.type == "cuda"
+        )
+        quarter = max(1, self.cfg.max_iter // 4)
+        self.eval_every = quarter if options.eval_every is None else options.eval_every
+        self.checkpoint_every = options.checkpoint_every or self.eval_every or quarter
+        self.out = options.out
+
+    # -- one step ----------------------------------------------------------------------------------------
+    def train_step(self, images: torch.Tensor, targets: list[dict]) -> tuple[dict[str, float], bool]:
+        """Forward, backward and (unless the loss is non-finite on some rank) an SGD step.
+
+        Backward runs even on a non-finite loss so that every DDP rank takes part in the gradient
+        reduction; the step is then skipped everywhere. Returns (loss terms, whether the step was taken).
+        """
+        images = images.to(self.device, non_blocking=True)
+        targets = [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+        losses = self.criterion(self.network(images), targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        finite = self.ctx.all_agree(bool(torch.isfinite(losses["total"]).item()), self.device)
+        if finite:
+            self.optimizer.step()
+        else:
+            self.skipped_steps += 1
+        self.scheduler.step()
+        self.iteration += 1
+        return {k: float(v.detach()) for k, v in losses.items()}, finite
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        start = time.monotonic()
+        deadline = None if self.options.time_limit is None else start + 60.0 * self.options.time_limit
+        bar = tqdm(
+            total=self.cfg.max_iter, initial=self.iteration, desc="train", dynamic_ncols=True,
+            disable=not (self.ctx.is_main and self.options.progress),
+        )
+        batches = self.stream.batches(self.iteration)
+        while self.iteration < self.cfg.max_iter:
+            losses, stepped = self.train_step(*next(batches))
+            bar.update(1)
+            bar.set_postfix({k: f"{losses[k]:.3f}" for k in LOSS_TERMS}, refresh=False)
+            out_of_time = deadline is not None and self.ctx.any_rank(time.monotonic() >= deadline, self.device)
+            finished = out_of_time or self.iteration == self.cfg.max_iter
+            if not stepped:
+                self.log({"iteration": self.iteration, "skipped": "non-finite loss",
+                          "skipped_steps": self.skipped_steps, **self.loss_fields(losses)})
+                bar.write(f"iteration {self.iteration}: non-finite loss, step skipped ({self.skipped_steps} so far)")
+            elif finished or self.iteration % self.options.log_every == 0:
+                self.log({"iteration": self.iteration, "lr": self.scheduler.get_last_lr()[0],
+                          **self.loss_fields(losses), "time": time.monotonic() - start})
+            if finished:
+                break
+            if self.eval_every and self.iteration % self.eval_every == 0:
+                self.evaluate(start)
+            if self.iteration % self.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        metrics = self.evaluate(start)
+        self.save()
+        if self.ctx.is_main:
+            save_weights(self.model, self.out / "weights.pth")
+        return TrainResult(self.out, self.iteration, time.monotonic() - start, self.skipped_steps, metrics,
+                           self.best_ap)
+
+    @staticmethod
+    def loss_fields(losses: dict[str, float]) -> dict[str, float]:
+        return {f"loss/{k}": losses[k] for k in LOSS_TERMS}
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "log.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def evaluate(self, start: float) -> dict[str, float]:
+        """Val metrics on rank 0 (others return {} at once and wait at their next collective)."""
+        if not self.ctx.is_main or self.data.val_images is None:
+            return {}
+        from yolact.evaluation import evaluate  # the evaluation stack is only needed with val data
+
+        self.model.eval()
+        try:
+            result = evaluate(self.model, self.data.val_images, self.data.val_annotations, progress=False)
+        finally:
+            self.model.train()
+        metrics = {k: float(v) for k, v in result.metrics.items()}
+        self.log({"iteration": self.iteration, **metrics, "time": time.monotonic() - start})
+        mask_ap = metrics.get("mask/AP", -1.0)
+        if math.isfinite(mask_ap) and mask_ap > self.best_ap:
+            self.best_ap = mask_ap
+            save_checkpoint(self.out / "best.pth", self.checkpoint_state())
+        return metrics
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "config": self.cfg.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iteration": self.iteration,
+            "rng": rng_state(),
+            "best_ap": self.best_ap,
+            "skipped_steps": self.skipped_steps,
+        }
+
+    def save(self) -> None:
+        """``last.pth`` and ``ckpt_<iteration>.pth`` (keeping the newest ``keep_last``), rank 0 only."""
+        if not self.ctx.is_main:
+            return
+        state = self.checkpoint_state()
+        save_checkpoint(self.out / "last.pth", state)
+        save_checkpoint(self.out / f"ckpt_{self.iteration}.pth", state)
+        prune_checkpoints(self.out, self.options.keep_last)
+
+
+def run_training(options: TrainOptions) -> TrainResult:
+    """Train as ``options`` say; under ``torchrun`` (or an initialised process group) as one DDP rank."""
+    ctx = init_distributed((options.device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0])
+    try:
+        return Trainer(options, ctx).run()
+    finally:
+        close_distributed(ctx)
