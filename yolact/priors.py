@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from .config import YolactConfig
@@ -17,7 +18,8 @@ def make_priors(cfg: YolactConfig, level_sizes: tuple[tuple[int, int], ...]) -> 
     outputs are flattened. Sizes are divided by ``cfg.max_size``, not by the actual input size; with
     ``use_square_anchors`` (every v1 config) the height equals the width.
     """
-    return _make_priors(level_sizes, cfg.pred_scales, cfg.aspect_ratios, cfg.max_size, cfg.use_square_anchors).clone()
+    priors = _make_priors(level_sizes, cfg.pred_scales, cfg.aspect_ratios, cfg.max_size, cfg.use_square_anchors)
+    return torch.tensor(priors)
 
 
 @lru_cache(maxsize=16)
@@ -27,25 +29,29 @@ def _make_priors(
     aspect_ratios: tuple[float, ...],
     max_size: int,
     square: bool,
-) -> torch.Tensor:
+) -> np.ndarray:
+    # NumPy, not torch: a cached tensor made while torch.export traces would be a FakeTensor and poison
+    # every later call.
     if len(scales) != len(level_sizes):
         raise ValueError(f"{len(scales)} prior scales for {len(level_sizes)} feature levels")
     levels = []
     for (height, width), scale in zip(level_sizes, scales):
         # Float64 like the authors' Python floats; cast once at the end.
-        cy, cx = torch.meshgrid(
-            (torch.arange(height, dtype=torch.float64) + 0.5) / height,
-            (torch.arange(width, dtype=torch.float64) + 0.5) / width,
+        cy, cx = np.meshgrid(
+            (np.arange(height, dtype=np.float64) + 0.5) / height,
+            (np.arange(width, dtype=np.float64) + 0.5) / width,
             indexing="ij",
         )
-        ratios = torch.tensor([math.sqrt(r) for r in aspect_ratios], dtype=torch.float64)
+        ratios = np.array([math.sqrt(r) for r in aspect_ratios], dtype=np.float64)
         w = scale * ratios / max_size
         h = w if square else scale / ratios / max_size
         num_cells, num_ratios = height * width, len(aspect_ratios)
-        centers = torch.stack((cx, cy), dim=-1).reshape(num_cells, 1, 2).expand(num_cells, num_ratios, 2)
-        sizes = torch.stack((w, h), dim=-1).reshape(1, num_ratios, 2).expand(num_cells, num_ratios, 2)
-        levels.append(torch.cat((centers, sizes), dim=-1).reshape(-1, 4))
-    return torch.cat(levels).to(torch.float32)
+        centers = np.broadcast_to(np.stack((cx, cy), axis=-1).reshape(num_cells, 1, 2), (num_cells, num_ratios, 2))
+        sizes = np.broadcast_to(np.stack((w, h), axis=-1).reshape(1, num_ratios, 2), (num_cells, num_ratios, 2))
+        levels.append(np.concatenate((centers, sizes), axis=-1).reshape(-1, 4))
+    priors = np.concatenate(levels).astype(np.float32)
+    priors.flags.writeable = False  # shared by every caller through the cache
+    return priors
 
 
 def feature_sizes(cfg: YolactConfig, input_size: int | None = None) -> tuple[tuple[int, int], ...]:

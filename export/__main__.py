@@ -1,0 +1,100 @@
+"""``python -m export``: checkpoint -> end-to-end ONNX graph (optionally INT8) or TensorRT engine; or
+``--check model.onnx`` for the TensorRT compatibility verdict.
+
+Errors about inputs (weights, config, paths, calibration data, missing TensorRT) are one line on stderr
+with a non-zero exit status, and leave no partial file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from yolact import CheckpointError, load_model
+
+from .calibration import DEFAULT_NUM_IMAGES, calibration_files
+from .onnx_export import DEFAULT_OPSET, ExportError, export_onnx
+from .trt_check import check_model
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, help="checkpoint (.pth); a training checkpoint carries its config")
+    parser.add_argument("--config", help="config name (optional when the checkpoint embeds one)")
+    parser.add_argument("--to", choices=("onnx", "trt"), default="onnx")
+    parser.add_argument("--out", type=Path, help="output file (default: beside the weights, .onnx / .engine)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--max-dets", type=int, help="detections per image K (default: the config's, 100)")
+    parser.add_argument("--static-input", action="store_true", help="input fixed at the network size [B, S, S, 3]")
+    parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    parser.add_argument("--fp16", action="store_true", help="TensorRT: FP16 with exp/softmax/sigmoid kept FP32")
+    parser.add_argument("--int8", action="store_true", help="ONNX: onnxruntime QDQ; TensorRT: INT8 calibration")
+    parser.add_argument("--calib", type=Path, help="calibration image folder (default: embedded train split)")
+    parser.add_argument("--calib-images", type=int, default=DEFAULT_NUM_IMAGES)
+    parser.add_argument("--batch", default="1:1:1", help="TensorRT profile MIN:OPT:MAX")
+    parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache (default: beside the engine)")
+    parser.add_argument("--no-check", action="store_true", help="skip the TensorRT compatibility check")
+    parser.add_argument("--check", type=Path, metavar="MODEL.onnx", help="only print the TensorRT check verdict")
+    args = parser.parse_args(argv)
+    if args.check is None and args.weights is None:
+        parser.error("--weights is required (or --check MODEL.onnx)")
+    if args.fp16 and args.to != "trt":
+        parser.error("--fp16 applies to --to trt")
+    return args
+
+
+def run_check(path: Path) -> int:
+    if not path.is_file():
+        raise ExportError(f"{path}: no such ONNX file")
+    result = check_model(path)
+    print(result.verdict())
+    return 0 if result.passed else 1
+
+
+def export(args: argparse.Namespace) -> int:
+    """Fail-fast checks first (TensorRT importable, calibration images found), then the export."""
+    suffix = ".onnx" if args.to == "onnx" else ".engine"
+    out = args.out or args.weights.with_suffix(suffix)
+    if args.to == "trt":
+        from .tensorrt_build import BatchRange, build_engine, import_tensorrt
+
+        import_tensorrt()
+        batch = BatchRange.parse(args.batch)
+    calib = calibration_files(args.calib, args.calib_images) if args.int8 and (args.to == "onnx" or args.calib) else None
+
+    model = load_model(args.weights, args.config)
+    if args.max_dets is not None:
+        model.cfg = model.cfg.replace(max_num_detections=args.max_dets)
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_out = out.with_suffix(".onnx") if args.to == "trt" else out
+        if args.int8 and args.to == "onnx":
+            onnx_out = Path(scratch) / "fp32.onnx"
+        report = export_onnx(model, onnx_out, args.opset, args.static_input, not args.no_simplify)
+        print(report.summary())
+        if not args.no_check:
+            print(check_model(onnx_out).verdict())
+        if args.to == "onnx" and args.int8:
+            from .quantize import quantize_int8
+
+            print(f"wrote {quantize_int8(onnx_out, out, calib)} (INT8 QDQ, calibrated on {len(calib)} images)")
+        elif args.to == "trt":
+            engine = build_engine(onnx_out, out, batch, args.fp16, args.int8, calib, args.timing_cache)
+            print(f"wrote {engine} and {engine}.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run_check(args.check) if args.check is not None else export(args)
+    except (CheckpointError, ExportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror or exc}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

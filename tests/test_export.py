@@ -1,0 +1,202 @@
+"""python -m export: the end-to-end ONNX graph against PyTorch in onnxruntime, graph hygiene, metadata,
+INT8, and one-line errors. One export per module (yolact_tiny, random weights made to detect)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export.__main__ import main
+from export.onnx_export import OUTPUT_NAMES, read_metadata, run_onnxruntime
+from export.trt_check import check_model
+from yolact import EndToEnd, Yolact, get_config, save_weights
+from yolact.box_utils import decode
+from yolact.detection import class_scores
+from yolact.preprocess import preprocess
+
+BACKGROUND_LOGIT = 6.0
+FOREGROUND_GAIN = 20.0
+
+
+def detecting_model() -> Yolact:
+    """Random yolact_tiny whose class scores depend strongly on the image: constant background logit,
+    foreground logits scaled up. A flat grey image then scores below the 0.05 pre-filter everywhere (no
+    detection) while noise gives hundreds of candidates (more than K)."""
+    torch.manual_seed(0)
+    model = Yolact(get_config("yolact_tiny")).eval()
+    conf = model.prediction_layers[0].conf_layer
+    logits = model.cfg.num_classes + 1
+    with torch.no_grad():
+        weight = conf.weight.view(model.cfg.num_anchors, logits, *conf.weight.shape[1:])
+        bias = conf.bias.view(model.cfg.num_anchors, logits)
+        weight[:, 1:] *= FOREGROUND_GAIN
+        bias[:, 1:] *= FOREGROUND_GAIN
+        weight[:, 0] = 0
+        bias[:, 0] = BACKGROUND_LOGIT
+    return model
+
+
+def sample_images(batch: int) -> np.ndarray:
+    """[batch, 150, 200, 3] uint8: noise (> K candidates), flat grey (no detection), black."""
+    noise = np.random.default_rng(1).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    grey = np.full((150, 200, 3), 128, np.uint8)
+    black = np.zeros((150, 200, 3), np.uint8)
+    return np.stack([noise, grey, black][:batch] if batch > 1 else [noise])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    model = detecting_model()
+    weights = folder / "tiny.pth"
+    save_weights(model, weights)
+    assert main(["--weights", str(weights), "--out", str(folder / "tiny.onnx")]) == 0
+    return model, folder / "tiny.onnx", weights
+
+
+def end_to_end_input(model: Yolact, images: np.ndarray) -> torch.Tensor:
+    return preprocess(torch.from_numpy(images), model.cfg)
+
+
+@torch.no_grad()
+def pytorch_reference(model: Yolact, images: np.ndarray):
+    """(BatchResult, Detections with prior indices) of the PyTorch model."""
+    end_to_end = EndToEnd(model)
+    dets, _ = end_to_end.detections(end_to_end_input(model, images))
+    return end_to_end(torch.from_numpy(images)), dets
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_onnxruntime_matches_pytorch(exported, batch):
+    model, onnx_path, _ = exported
+    images = sample_images(batch)
+    num_dets, boxes, scores, classes, masks = run_onnxruntime(onnx_path, images)
+    reference, dets = pytorch_reference(model, images)
+
+    np.testing.assert_array_equal(num_dets, reference.num_dets.numpy())
+    np.testing.assert_array_equal(classes, reference.classes.numpy())
+    np.testing.assert_allclose(boxes, reference.boxes.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(scores, reference.scores.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(masks, reference.masks.numpy(), atol=1e-3, rtol=0)
+    # Same prior selections: every ONNX box is the decoded box of the prior PyTorch picked.
+    with torch.no_grad():
+        raw = model(end_to_end_input(model, images))
+    decoded = decode(raw.loc, raw.priors)
+    for b in range(batch):
+        n = int(num_dets[b])
+        np.testing.assert_allclose(boxes[b, :n], decoded[b, dets.prior_index[b, :n]].numpy(), atol=1e-4, rtol=0)
+        # Padding: zeros with class -1.
+        assert (classes[b, n:] == -1).all() and not boxes[b, n:].any() and not scores[b, n:].any() and not masks[b, n:].any()
+
+
+def test_inputs_cover_empty_and_saturated_images(exported):
+    model, onnx_path, _ = exported
+    num_dets = run_onnxruntime(onnx_path, sample_images(3))[0]
+    assert num_dets.tolist()[:2] == [model.cfg.max_num_detections, 0]
+    with torch.no_grad():
+        scores = class_scores(model(end_to_end_input(model, sample_images(1))))
+    candidates = int((scores.max(-1).values > model.cfg.nms_conf_thresh).sum()) * model.cfg.num_classes
+    assert candidates > model.cfg.max_num_detections
+
+
+def test_graph_is_plain_static_and_at_the_asked_opset(exported):
+    _, onnx_path, _ = exported
+    graph = onnx.load(str(onnx_path))
+    ops = {node.op_type for node in graph.graph.node}
+    assert not ops & {"NonZero", "Loop", "If", "Scan"}
+    assert all(node.domain in ("", "ai.onnx") for node in graph.graph.node)
+    assert [(o.domain, o.version) for o in graph.opset_import] == [("", 17)]
+    outputs = {o.name: o.type.tensor_type for o in graph.graph.output}
+    assert list(outputs) == list(OUTPUT_NAMES)
+    shape = {name: [d.dim_value or d.dim_param for d in t.shape.dim] for name, t in outputs.items()}
+    assert shape == {
+        "num_dets": ["batch"], "boxes": ["batch", 100, 4], "scores": ["batch", 100],
+        "classes": ["batch", 100], "masks": ["batch", 100, 32, 32],
+    }
+    assert outputs["num_dets"].elem_type == outputs["classes"].elem_type == onnx.TensorProto.INT32
+    image_input = graph.graph.input[0].type.tensor_type
+    assert image_input.elem_type == onnx.TensorProto.UINT8
+    assert [d.dim_param or d.dim_value for d in image_input.shape.dim] == ["batch", "height", "width", 3]
+
+
+def test_metadata_reads_back(exported):
+    model, onnx_path, _ = exported
+    meta = read_metadata(onnx_path)
+    assert meta["yolact.config_name"] == "yolact_tiny"
+    assert json.loads(meta["yolact.class_names"]) == list(model.cfg.class_names)
+    assert json.loads(meta["yolact.input_size"]) == [128, 128]
+    assert json.loads(meta["yolact.pixel_mean_bgr"]) == list(model.cfg.pixel_mean_bgr)
+    assert json.loads(meta["yolact.pixel_std_bgr"]) == list(model.cfg.pixel_std_bgr)
+    assert meta["yolact.max_detections"] == "100"
+    assert json.loads(meta["yolact.prototype_size"]) == [32, 32]
+    assert "dynamo" in meta["yolact.exporter"] and meta["yolact.toolkit_version"]
+
+
+def test_trt_check_passes_our_graph(exported, capsys):
+    _, onnx_path, _ = exported
+    assert check_model(onnx_path).passed
+    assert main(["--check", str(onnx_path)]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_int8_onnx_runs(exported, tmp_path, capsys):
+    _, onnx_path, weights = exported
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, image in enumerate(sample_images(3)):
+        cv2.imwrite(str(calib / f"{i}.png"), image)
+    out = tmp_path / "int8.onnx"
+    assert main(["--weights", str(weights), "--int8", "--calib", str(calib), "--out", str(out), "--no-check"]) == 0
+    graph = onnx.load(str(out))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.graph.node}
+    assert read_metadata(graph)["yolact.config_name"] == "yolact_tiny"
+    num_dets, boxes, *_ = run_onnxruntime(out, sample_images(2))
+    assert boxes.shape == (2, 100, 4) and num_dets[1] == 0
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing weights", "other config", "unwritable output", "no calibration images", "no tensorrt"],
+)
+def test_bad_inputs_fail_in_one_line_and_leave_nothing(exported, tmp_path, capsys, case):
+    _, _, weights = exported
+    out = tmp_path / "model.onnx"
+    args = ["--weights", str(weights), "--out", str(out)]
+    if case == "missing weights":
+        args[1] = str(tmp_path / "nope.pth")
+    elif case == "other config":
+        args += ["--config", "yolact_small"]
+    elif case == "unwritable output":
+        blocker = tmp_path / "a_file"
+        blocker.write_text("")
+        out = blocker / "model.onnx"
+        args[3] = str(out)
+    elif case == "no calibration images":
+        (tmp_path / "empty").mkdir()
+        args += ["--int8", "--calib", str(tmp_path / "empty")]
+    else:
+        pytest.importorskip("export.tensorrt_build")
+        try:
+            import tensorrt  # noqa: F401
+
+            pytest.skip("TensorRT is installed here")
+        except ImportError:
+            args += ["--to", "trt"]
+            out = out.with_suffix(".engine")
+    assert main(args) == 1
+    err = _one_line_error(capsys)
+    assert not out.exists()
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".onnx", ".engine", ".tmp")]
+    if case == "no tensorrt":
+        assert "pip install" in err
