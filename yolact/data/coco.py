@@ -132,8 +132,10 @@ class CocoDataset(Dataset):
         }
 
     def _check_image_files(self) -> None:
+        # One directory listing instead of a stat per image; names with a sub-folder still get a stat.
         present = set(os.listdir(self.image_dir))
-        missing = [self.coco.imgs[i]["file_name"] for i in self.image_ids if self.coco.imgs[i]["file_name"] not in present]
+        names = [self.coco.imgs[i]["file_name"] for i in self.image_ids]
+        missing = [name for name in names if name not in present and not (self.image_dir / name).is_file()]
         if missing:
             raise DatasetError(
                 f"{self.image_dir / missing[0]}: no such image file ({len(missing)} of the {len(self.image_ids)} "
@@ -165,7 +167,7 @@ class CocoDataset(Dataset):
         x, y, w, h = box
         if w <= 0 or h <= 0:
             return f"bbox {box} has no area"
-        if x < -BORDER_TOLERANCE or y < -BORDER_TOLERANCE or x + w > width + BORDER_TOLERANCE or y + h > height + BORDER_TOLERANCE:
+        if min(x, y) < -BORDER_TOLERANCE or x + w > width + BORDER_TOLERANCE or y + h > height + BORDER_TOLERANCE:
             return f"bbox {box} reaches outside the {width}x{height} image"
         return _segmentation_problem(ann.get("segmentation"), height, width)
 

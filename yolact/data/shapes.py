@@ -63,7 +63,7 @@ class ShapesDataset:
 def default_root(seed: int, num_train: int = DEFAULT_NUM_TRAIN, num_val: int = DEFAULT_NUM_VAL) -> Path:
     """``$YOLACT_DATA_DIR/<name>`` or ``~/.cache/yolact/<name>``; the name carries the seed and, when they
     differ from the defaults, the split sizes, so differently sized datasets never share a folder."""
-    base = Path(os.environ["YOLACT_DATA_DIR"]) if os.environ.get("YOLACT_DATA_DIR") else Path.home() / ".cache" / "yolact"
+    base = Path(os.environ.get("YOLACT_DATA_DIR") or Path.home() / ".cache" / "yolact")
     name = f"{GENERATOR}-seed{seed}"
     if (num_train, num_val) != (DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL):
         name += f"-train{num_train}-val{num_val}"
@@ -90,6 +90,7 @@ def ensure_shapes_dataset(
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
         try:
             _write_dataset(tmp, manifest, progress)
+            tmp.chmod(0o755)  # mkdtemp's 0700 would keep a shared $YOLACT_DATA_DIR private
             os.rename(tmp, root)
         except OSError:
             if not root.exists():  # not merely another process finishing first
@@ -101,20 +102,21 @@ def ensure_shapes_dataset(
 
 
 def _check_manifest(root: Path, expected: dict) -> None:
-    manifest_file = root / "manifest.json"
     try:
-        found = json.loads(manifest_file.read_text())
+        found = json.loads((root / "manifest.json").read_text())
     except (OSError, ValueError):
-        raise DatasetError(f"{root}: exists but is not a generated shapes dataset (no readable manifest.json)") from None
+        raise DatasetError(f"{root}: exists but is not a generated shapes dataset (no manifest.json)") from None
     if found != expected:
-        raise DatasetError(f"{root}: holds a shapes dataset generated with {found}, not {expected}; delete it or pick another root")
+        raise DatasetError(
+            f"{root}: holds a shapes dataset generated with {found}, not {expected}; delete it or pick another root"
+        )
 
 
 def _write_dataset(root: Path, manifest: dict, progress: bool | None) -> None:
     (root / "annotations").mkdir()
-    bar = tqdm(total=manifest["num_train"] + manifest["num_val"], desc="generating shapes dataset", unit="img",
-               disable=None if progress is None else not progress)
-    with bar:
+    total = manifest["num_train"] + manifest["num_val"]
+    disable = None if progress is None else not progress  # tqdm's None: only on a terminal
+    with tqdm(total=total, desc="generating shapes dataset", unit="img", disable=disable) as bar:
         for split in ("train", "val"):
             coco = _write_split(root, split, manifest["seed"], manifest[f"num_{split}"], bar)
             (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
