@@ -1,0 +1,76 @@
+"""``python -m train.benchmark [train options]``: a training run (by default the plain ``python -m train``),
+timed end to end, recorded with the machine it ran on in ``benchmarks/results/train_<date>.json``."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torchvision
+
+from yolact.fileio import write_text_atomic
+
+from .options import parse_options
+from .trainer import run_training
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    return {
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    options = parse_options(argv)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    wall_start = time.monotonic()
+    result = run_training(options)
+    wall = time.monotonic() - wall_start
+    record = {
+        "command": " ".join(["python -m train", *argv]),
+        "date": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        "iterations": result.iteration,
+        "train_seconds": round(result.seconds, 1),
+        "wall_seconds": round(wall, 1),
+        "skipped_steps": result.skipped_steps,
+        "metrics": result.metrics,
+    }
+    path = RESULTS / f"train_{started.strftime('%Y%m%d_%H%M%S')}.json"
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    print(f"{path}: {result.iteration} iterations in {wall / 60:.1f} min; "
+          f"mask AP {result.metrics.get('mask/AP', float('nan')):.3f}, "
+          f"mask AP50 {result.metrics.get('mask/AP50', float('nan')):.3f}, box AP {result.metrics.get('box/AP', float('nan')):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
