@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolact.checkpoint import CheckpointError, load_file
 from yolact.fileio import atomic_path
 
 from .errors import TrainError
@@ -54,12 +55,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A training checkpoint written by :func:`save_checkpoint`; :class:`TrainError` if it is not one."""
-    if not path.is_file():
-        raise TrainError(f"--resume {path}: no such checkpoint file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise TrainError(f"--resume {path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+        state = load_file(path)
+    except CheckpointError as exc:
+        raise TrainError(f"--resume {exc}") from None
     required = {"model", "config", "optimizer", "scheduler", "iteration", "rng"}
     if not isinstance(state, dict) or not required <= set(state):
         raise TrainError(f"--resume {path}: not a training checkpoint (it needs {', '.join(sorted(required))})")

@@ -22,15 +22,21 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be read or does not fit the model; the message is one line."""
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """(state dict, embedded config dict or None). Tensors saved on a GPU load onto the CPU."""
+def load_file(path: str | os.PathLike) -> Any:
+    """What ``torch.save`` wrote to ``path`` (tensors only, no pickled code), with tensors saved on a GPU
+    loaded onto the CPU."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """(state dict, embedded config dict or None)."""
+    obj = load_file(path)
     config = None
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         config = obj.get("config")

@@ -88,6 +88,9 @@ class YolactConfig:
     masks_to_train: int = 100
     freeze_bn_below_batch: int = 6
     min_box_size_px: int = 4
+    # SSD augmentation strength: probability of the photometric distortion, largest zoom-out factor.
+    photometric_p: float = 0.5
+    zoom_out_max: float = 4.0
 
     @property
     def num_classes(self) -> int:

@@ -22,14 +22,15 @@ from ..preprocess import normalize
 
 
 def train_transform(cfg: YolactConfig) -> v2.Compose:
-    """Photometric distortion, zoom out (up to 4x, mean fill), random IoU crop, horizontal mirror, resize
+    """Photometric distortion, zoom out (up to ``cfg.zoom_out_max``, 4x in the paper, mean fill), random IoU
+    crop, horizontal mirror, resize
     to ``cfg.max_size`` squared, then drop instances whose box is under ``cfg.min_box_size_px`` pixels."""
     mean_rgb = tuple(reversed(cfg.pixel_mean_bgr))
     return v2.Compose(
         [
             v2.Lambda(bgr_array_to_rgb_image, np.ndarray),
-            v2.RandomPhotometricDistort(p=0.5),
-            v2.RandomZoomOut(fill={tv_tensors.Image: mean_rgb, "others": 0}, side_range=(1.0, 4.0), p=0.5),
+            v2.RandomPhotometricDistort(p=cfg.photometric_p),
+            v2.RandomZoomOut(fill={tv_tensors.Image: mean_rgb, "others": 0}, side_range=(1.0, cfg.zoom_out_max), p=0.5),
             v2.RandomIoUCrop(),
             v2.RandomHorizontalFlip(p=0.5),
             *_network_input_steps(cfg),

@@ -1,49 +1,24 @@
-"""``python -m train.benchmark [train options]``: a training run (by default the plain ``python -m train``),
-timed end to end, recorded with the machine it ran on in ``benchmarks/results/train_<date>.json``."""
+"""``python -m benchmarks.train_cpu [train options]``: a training run (by default the plain ``python -m
+train``), timed end to end, recorded with the machine it ran on in ``benchmarks/results/train_<date>.json``."""
 
 from __future__ import annotations
 
 import datetime
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torchvision
 
+from train.options import parse_options
+from train.trainer import run_training
 from yolact.fileio import write_text_atomic
 
-from .options import parse_options
-from .trainer import run_training
+from .machine import machine_details
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    return {
-        "cpu": cpu_model(),
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "platform": platform.platform(),
-    }
+RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> int:
@@ -56,7 +31,7 @@ def main() -> int:
     record = {
         "command": " ".join(["python -m train", *argv]),
         "date": started.isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": {**machine_details(), "torch_threads": torch.get_num_threads()},
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
         "iterations": result.iteration,
         "train_seconds": round(result.seconds, 1),
