@@ -124,6 +124,37 @@ def test_graph_is_plain_static_and_at_the_asked_opset(exported):
     assert [d.dim_param or d.dim_value for d in image_input.shape.dim] == ["batch", "height", "width", 3]
 
 
+def canonical_order(outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """(num_dets, boxes, scores, classes, masks) with each image's slots sorted by class, then box: random
+    weights give near-tied scores whose order float noise between two graphs may swap."""
+    num_dets, boxes, scores, classes, masks = outputs
+    order = np.stack([np.lexsort((boxes[b, :, 1], boxes[b, :, 0], classes[b])) for b in range(len(classes))])
+
+    def take(per_slot: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(per_slot, order.reshape(order.shape + (1,) * (per_slot.ndim - 2)), axis=1)
+
+    return [num_dets, take(boxes), take(scores), take(classes), take(masks)]
+
+
+def test_static_input_graph_matches_pytorch(exported, tmp_path):
+    """--static-input: a graph fixed at [B, S, S, 3] without the resize gives the dynamic graph's numbers."""
+    model, _, weights = exported
+    out = tmp_path / "static.onnx"
+    assert main(["--weights", str(weights), "--static-input", "--out", str(out), "--no-check"]) == 0
+    size = model.cfg.max_size
+    images = np.stack([cv2.resize(image, (size, size)) for image in sample_images(2)])
+    onnx_outputs = canonical_order(run_onnxruntime(out, images))
+    reference, _ = pytorch_reference(model, images)
+    reference_outputs = canonical_order([t.numpy() for t in reference])
+    np.testing.assert_array_equal(onnx_outputs[0], reference_outputs[0])
+    np.testing.assert_array_equal(onnx_outputs[3], reference_outputs[3])
+    for i, atol in ((1, 1e-4), (2, 1e-4), (4, 1e-3)):
+        np.testing.assert_allclose(onnx_outputs[i], reference_outputs[i], atol=atol, rtol=0)
+    image_input = onnx.load(str(out)).graph.input[0].type.tensor_type
+    assert [d.dim_param or d.dim_value for d in image_input.shape.dim] == ["batch", size, size, 3]
+    assert json.loads(read_metadata(out)["yolact.static_input"]) is True
+
+
 def test_metadata_reads_back(exported):
     model, onnx_path, _ = exported
     meta = read_metadata(onnx_path)

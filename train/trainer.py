@@ -202,6 +202,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         finite = self.ctx.all_agree(bool(torch.isfinite(losses["total"]).item()), self.device)
+        if finite and self.cfg.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
         if finite:
             self.optimizer.step()
         else:

@@ -87,6 +87,9 @@ class YolactConfig:
     semantic_seg_alpha: float = 1.0
     masks_to_train: int = 100
     freeze_bn_below_batch: int = 6
+    # Clip the gradient's global norm to this (0: off, as the authors train); lets from-scratch training
+    # use a higher learning rate without diverging.
+    grad_clip_norm: float = 0.0
     min_box_size_px: int = 4
     # SSD augmentation strength: probability of the photometric distortion, largest zoom-out factor.
     photometric_p: float = 0.5
