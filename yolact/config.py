@@ -155,8 +155,8 @@ CONFIGS: dict[str, YolactConfig] = {
             pred_scales=scales_for_size(192),
             fpn_channels=64,
             proto_channels=64,
-            max_iter=1_000,
-            lr_steps=(700, 900),
+            max_iter=1_400,
+            lr_steps=(1_000, 1_250),
             **_SMALL_TRAINING,
         ),
         # ResNet-18 at 128 with narrow heads: unit tests.
