@@ -126,16 +126,25 @@ class YolactConfig:
 
 _YOLACT_BASE = YolactConfig(name="yolact_base", backbone="resnet", backbone_layers=(3, 4, 23, 3))
 
-_SMALL_TRAINING = dict(
-    class_names=SHAPES_CLASSES,
-    backbone="resnet",
-    backbone_block="basic",
-    backbone_layers=(2, 2, 2, 2),
-    batch_size=8,
-    lr=4e-3,
-    warmup_iters=100,
-    warmup_init_lr=4e-4,
-)
+
+def _resnet18_from_scratch(name: str, size: int, channels: int, max_iter: int, lr_steps: tuple[int, ...]) -> YolactConfig:
+    """A ResNet-18 YOLACT with ``channels``-wide FPN and protonet at ``size``, on the embedded shape classes."""
+    return _YOLACT_BASE.replace(
+        name=name,
+        class_names=SHAPES_CLASSES,
+        backbone_block="basic",
+        backbone_layers=(2, 2, 2, 2),
+        max_size=size,
+        pred_scales=scales_for_size(size),
+        fpn_channels=channels,
+        proto_channels=channels,
+        max_iter=max_iter,
+        lr_steps=lr_steps,
+        lr=4e-3,
+        warmup_iters=100,
+        warmup_init_lr=4e-4,
+    )
+
 
 CONFIGS: dict[str, YolactConfig] = {
     cfg.name: cfg
@@ -147,29 +156,11 @@ CONFIGS: dict[str, YolactConfig] = {
         ),
         _YOLACT_BASE.replace(name="yolact_im400", max_size=400, pred_scales=scales_for_size(400)),
         _YOLACT_BASE.replace(name="yolact_im700", max_size=700, pred_scales=scales_for_size(700)),
-        # ResNet-18 at 192 with quarter-width FPN/heads, trained from scratch: the CPU training default on
-        # the embedded dataset, sized so that `python -m train` fits in 30 minutes on 2 CPU cores.
-        _YOLACT_BASE.replace(
-            name="yolact_small",
-            max_size=192,
-            pred_scales=scales_for_size(192),
-            fpn_channels=64,
-            proto_channels=64,
-            max_iter=1_400,
-            lr_steps=(1_000, 1_250),
-            **_SMALL_TRAINING,
-        ),
-        # ResNet-18 at 128 with narrow heads: unit tests.
-        _YOLACT_BASE.replace(
-            name="yolact_tiny",
-            max_size=128,
-            pred_scales=scales_for_size(128),
-            fpn_channels=32,
-            proto_channels=32,
-            max_iter=200,
-            lr_steps=(150,),
-            **_SMALL_TRAINING,
-        ),
+        # Trained from scratch: the CPU training default on the embedded dataset, sized so that
+        # `python -m train` fits in 30 minutes on 2 CPU cores.
+        _resnet18_from_scratch("yolact_small", size=192, channels=64, max_iter=1_400, lr_steps=(1_000, 1_250)),
+        # Unit tests.
+        _resnet18_from_scratch("yolact_tiny", size=128, channels=32, max_iter=200, lr_steps=(150,)),
     )
 }
 
