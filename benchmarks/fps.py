@@ -20,7 +20,8 @@ import torch
 from tqdm import tqdm
 
 from yolact import EndToEnd, Yolact, get_config
-from yolact.fileio import atomic_path, write_text_atomic
+from yolact.fileio import write_text_atomic
+from yolact.visualize import save_png
 
 from .machine import machine_details
 
@@ -136,9 +137,7 @@ def main(argv=None) -> int:
     write_text_atomic(out, json.dumps(report, indent=1))
     gpu = report["machine"]["gpu"]
     where = gpu["name"] if gpu else report["machine"]["cpu"]
-    ok, png = cv2.imencode(".png", bar_chart(rows, f"YOLACT end-to-end images/s, PyTorch, {where}"))
-    with atomic_path(out.with_suffix(".png")) as tmp:
-        tmp.write_bytes(png.tobytes())
+    save_png(out.with_suffix(".png"), bar_chart(rows, f"YOLACT end-to-end images/s, PyTorch, {where}"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 

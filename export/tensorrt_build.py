@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yolact.fileio import atomic_path, write_text_atomic
+from yolact.fileio import write_bytes_atomic, write_text_atomic
 
 from .calibration import calibration_batches
 from .onnx_export import ExportError, read_metadata
@@ -111,8 +111,7 @@ class _EntropyCalibrator:
                 return cache_path.read_bytes() if cache_path.is_file() else None
 
             def write_calibration_cache(self, cache: bytes) -> None:
-                with atomic_path(cache_path) as tmp:
-                    tmp.write_bytes(bytes(cache))
+                write_bytes_atomic(cache_path, bytes(cache))
 
         return Calibrator()
 
@@ -190,10 +189,8 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError("TensorRT failed to build the engine (its log above says why)")
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(bytes(serialized))
-    with atomic_path(cache_path) as tmp:
-        tmp.write_bytes(bytes(cache.serialize()))
+    write_bytes_atomic(out, bytes(serialized))
+    write_bytes_atomic(cache_path, bytes(cache.serialize()))
 
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     sidecar = {

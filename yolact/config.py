@@ -158,7 +158,7 @@ CONFIGS: dict[str, YolactConfig] = {
         _YOLACT_BASE.replace(name="yolact_im700", max_size=700, pred_scales=scales_for_size(700)),
         # Trained from scratch: the CPU training default on the embedded dataset, sized so that
         # `python -m train` fits in 30 minutes on 2 CPU cores.
-        _resnet18_from_scratch("yolact_small", size=192, channels=64, max_iter=1_400, lr_steps=(1_000, 1_250)),
+        _resnet18_from_scratch("yolact_small", size=192, channels=64, max_iter=1_000, lr_steps=(700, 900)),
         # Unit tests.
         _resnet18_from_scratch("yolact_tiny", size=128, channels=32, max_iter=200, lr_steps=(150,)),
     )

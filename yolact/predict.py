@@ -19,9 +19,9 @@ import torch
 
 from .checkpoint import CheckpointError, load_model
 from .config import CONFIGS
-from .fileio import atomic_path, write_text_atomic
+from .fileio import write_text_atomic
 from .inference import ImageDetections, predict
-from .visualize import draw_detections
+from .visualize import draw_detections, save_png
 
 
 class PredictError(Exception):
@@ -55,11 +55,7 @@ def detections_json(path: Path, image: np.ndarray, dets: ImageDetections, class_
 
 
 def write_outputs(out_dir: Path, path: Path, image: np.ndarray, dets: ImageDetections, class_names: Sequence[str]):
-    ok, png = cv2.imencode(".png", draw_detections(image, dets, class_names))
-    if not ok:
-        raise PredictError(f"{path}: could not encode the overlay PNG")
-    with atomic_path(out_dir / f"{path.stem}.png") as tmp:
-        tmp.write_bytes(png.tobytes())
+    save_png(out_dir / f"{path.stem}.png", draw_detections(image, dets, class_names))
     write_text_atomic(out_dir / f"{path.stem}.json", json.dumps(detections_json(path, image, dets, class_names), indent=1))
 
 

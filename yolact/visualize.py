@@ -7,6 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from .fileio import write_bytes_atomic
 from .inference import ImageDetections
 
 
@@ -39,3 +40,11 @@ def draw_detections(
         cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + baseline + 2), color, -1)
         cv2.putText(out, label, (x1 + 1, top + th + 1), font, scale, (0, 0, 0), thickness, cv2.LINE_AA)
     return out
+
+
+def save_png(path, image_bgr: np.ndarray) -> None:
+    """Write a BGR uint8 image as PNG, atomically."""
+    ok, png = cv2.imencode(".png", image_bgr)
+    if not ok:
+        raise ValueError(f"{path}: OpenCV could not encode the image as PNG")
+    write_bytes_atomic(path, png.tobytes())
