@@ -9,6 +9,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from yolact.fileio import ImageReadError, read_bgr_image
+
 from .onnx_export import ExportError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -38,9 +40,10 @@ def calibration_files(folder: str | os.PathLike | None, limit: int = DEFAULT_NUM
 
 def read_bgr(path: Path, size: int | None = None) -> np.ndarray:
     """uint8 BGR [H, W, 3], resized to ``size`` x ``size`` when given (fixed-shape calibration batches)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ExportError(f"{path}: not a readable image")
+    try:
+        image = read_bgr_image(path)
+    except ImageReadError as exc:
+        raise ExportError(str(exc)) from None
     if size is not None:
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
     return image

@@ -8,6 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import cv2
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -35,3 +38,18 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+class ImageReadError(ValueError):
+    """An image file that is missing or that OpenCV cannot decode; the message is one line naming it."""
+
+
+def read_bgr_image(path: str | os.PathLike) -> np.ndarray:
+    """The image file as BGR uint8 [H, W, 3]."""
+    path = Path(path)
+    if not path.is_file():  # checked first: OpenCV would print its own warning
+        raise ImageReadError(f"{path}: no such file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageReadError(f"{path}: not a readable image (corrupt or not an image file)")
+    return image

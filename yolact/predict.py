@@ -12,29 +12,19 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
 from .checkpoint import CheckpointError, load_model
 from .config import CONFIGS
-from .fileio import write_text_atomic
+from .fileio import ImageReadError, read_bgr_image, write_text_atomic
 from .inference import ImageDetections, predict
 from .visualize import draw_detections, save_png
 
 
 class PredictError(Exception):
     """A bad input or output path; the message is one line."""
-
-
-def read_image(path: Path) -> np.ndarray:
-    if not path.is_file():  # checked first: OpenCV would print its own warning
-        raise PredictError(f"{path}: no such file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise PredictError(f"{path}: not a readable image")
-    return image
 
 
 def detections_json(path: Path, image: np.ndarray, dets: ImageDetections, class_names: Sequence[str]) -> dict:
@@ -81,14 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = [p.stem for p in args.images]
         if len(set(names)) != len(names):
             raise PredictError("--out: two input images share a file name stem; their outputs would collide")
-        images = [read_image(p) for p in args.images]
+        images = [read_bgr_image(p) for p in args.images]
         model = load_model(args.weights, args.config, args.device)
         for start in range(0, len(images), args.batch_size):
             batch = images[start : start + args.batch_size]
             results = predict(model, batch, nms=args.nms)
             for path, image, dets in zip(args.images[start:], batch, results):
                 write_outputs(args.out, path, image, dets.above(args.score_threshold), model.cfg.class_names)
-    except (PredictError, CheckpointError) as exc:
+    except (PredictError, CheckpointError, ImageReadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -9,7 +9,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
@@ -17,6 +16,8 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
+
+from ..fileio import ImageReadError, read_bgr_image
 
 # How far (pixels) a box or polygon may reach past the image border; real annotations are float and some
 # tools round outwards.
@@ -80,9 +81,10 @@ class CocoDataset(Dataset):
         """The image file as BGR uint8 [H, W, 3]; ``DatasetError`` if it is unreadable or not the size the
         annotation file says."""
         path = self.image_path(index)
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{path}: cannot be read as an image (missing, corrupt or not an image file)")
+        try:
+            image = read_bgr_image(path)
+        except ImageReadError as exc:
+            raise DatasetError(str(exc)) from None
         info = self.coco.imgs[self.image_ids[index]]
         if image.shape[:2] != (info["height"], info["width"]):
             raise DatasetError(
