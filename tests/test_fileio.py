@@ -1,0 +1,42 @@
+"""Atomic writes: all or nothing, with the file mode an ordinary write would give."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from yolact.fileio import ImageReadError, atomic_path, read_bgr_image, write_text_atomic
+
+
+def test_atomic_write_replaces_whole_file_with_ordinary_mode(tmp_path):
+    target = tmp_path / "sub" / "out.json"
+    write_text_atomic(target, "old")
+    old_umask = os.umask(0o022)
+    try:
+        write_text_atomic(target, "new")
+    finally:
+        os.umask(old_umask)
+    assert target.read_text() == "new"
+    assert target.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in target.parent.iterdir()] == ["out.json"]
+
+
+def test_failed_write_leaves_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"previous")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_read_bgr_image_errors_name_the_file(tmp_path):
+    with pytest.raises(ImageReadError, match="missing.png: no such file"):
+        read_bgr_image(tmp_path / "missing.png")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(ImageReadError, match="broken.jpg: not a readable image"):
+        read_bgr_image(broken)
