@@ -23,7 +23,7 @@ from export.onnx_export import INPUT_NAME, export_onnx
 from export.quantize import quantize_int8
 from yolact import BatchResult, EndToEnd, ImageDetections, Yolact, load_model, predict, to_image
 from yolact.data import CocoDataset, ensure_shapes_dataset, eval_transform
-from yolact.evaluation import coco_detections, score_detections
+from yolact.evaluation import evaluate_detector
 from yolact.fileio import write_text_atomic
 from yolact.inference import batch_from_images
 
@@ -58,10 +58,10 @@ def onnx_runner(path: Path) -> Runner:
 
 
 def score(runner: Runner, dataset: CocoDataset, num_images: int) -> dict[str, float]:
-    detections = []
-    for i in range(num_images):
-        detections += coco_detections(dataset.image_ids[i], runner(dataset.read_image(i)), dataset.category_ids)
-    return score_detections(dataset.coco, detections, dataset.image_ids[:num_images])
+    def detect_images(images: list[np.ndarray]) -> list[ImageDetections]:
+        return [runner(image) for image in images]
+
+    return evaluate_detector(detect_images, dataset, batch_size=1, max_images=num_images).metrics
 
 
 def main(argv: list[str] | None = None) -> dict:

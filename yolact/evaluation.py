@@ -7,7 +7,8 @@ import io
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from functools import partial
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -102,13 +103,25 @@ def evaluate(
             f"{annotation_file}: has {len(dataset.class_names)} categories but config {model.cfg.name!r} "
             f"predicts {model.cfg.num_classes} classes"
         )
+    return evaluate_detector(partial(predict, model), dataset, batch_size, max_images, progress)
+
+
+def evaluate_detector(
+    detect_images: Callable[[list[np.ndarray]], list[ImageDetections]],
+    dataset: CocoDataset,
+    batch_size: int = 8,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Score any detector (BGR uint8 images -> their detections: PyTorch, onnxruntime, ...) on the first
+    ``max_images`` images of ``dataset``, read and passed ``batch_size`` at a time."""
     num_images = len(dataset) if max_images is None else min(max_images, len(dataset))
     detections: list[dict[str, Any]] = []
     with tqdm(total=num_images, desc="evaluating", unit="img", disable=not progress) as bar:
         for start in range(0, num_images, batch_size):
             indices = range(start, min(start + batch_size, num_images))
             images = [dataset.read_image(i) for i in indices]
-            for i, dets in zip(indices, predict(model, images)):
+            for i, dets in zip(indices, detect_images(images)):
                 detections.extend(coco_detections(dataset.image_ids[i], dets, dataset.category_ids))
             bar.update(len(indices))
     metrics = score_detections(dataset.coco, detections, dataset.image_ids[:num_images])

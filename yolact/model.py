@@ -150,9 +150,9 @@ class Yolact(nn.Module):
         later ``train()`` calls."""
         self.bn_frozen = frozen
         for module in self._batch_norms():
-            module.train(not frozen and self.training)
             module.weight.requires_grad_(not frozen)
             module.bias.requires_grad_(not frozen)
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> "Yolact":
         super().train(mode)
