@@ -85,3 +85,19 @@ def test_config_is_immutable_and_serialisable():
     assert get_config("yolact_small").num_classes == 5  # the named config is untouched
     with pytest.raises(KeyError, match="unknown config"):
         get_config("yolact_nope")
+
+
+def test_from_scratch_configs_keep_the_550_anchor_scales_and_train_with_adamw():
+    """Anchors scaled down with a small input (8 px on a stride-8 grid at 192) leave objects unmatched."""
+    for name in ("yolact_small", "yolact_tiny"):
+        cfg = get_config(name)
+        assert cfg.pred_scales == (24, 48, 96, 192, 384) and cfg.optimizer == "adamw"
+        assert cfg.photometric_p == 0 and cfg.zoom_out_max == 1
+    for name in ("yolact_base", "yolact_resnet50", "yolact_darknet53", "yolact_im400", "yolact_im700"):
+        cfg = get_config(name)
+        assert cfg.optimizer == "sgd" and cfg.lr == 1e-3 and cfg.weight_decay == 5e-4  # the authors' recipe
+
+
+def test_unknown_optimizer_is_rejected():
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        get_config("yolact_small", optimizer="lion")

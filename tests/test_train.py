@@ -153,3 +153,40 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(shapes, tmp_path, args, cu
     assert proc.returncode != 0
     assert len(proc.stderr.strip().splitlines()) == 1 and culprit in proc.stderr, proc.stderr
     assert not out.exists()
+
+
+def test_adamw_leaves_norms_and_biases_out_of_weight_decay():
+    from train.schedule import build_optimizer
+
+    model = Yolact(get_config("yolact_tiny"))
+    optimizer, _ = build_optimizer(model, model.cfg)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    decayed, undecayed = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.05 and undecayed["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim == 1 for p in undecayed["params"])
+    assert len(decayed["params"]) + len(undecayed["params"]) == len(list(model.parameters()))
+    sgd, _ = build_optimizer(model, model.cfg.replace(optimizer="sgd"))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["weight_decay"] == model.cfg.weight_decay
+
+
+def test_set_changes_config_fields(shapes, tmp_path):
+    from train.options import parse_options
+
+    options = parse_options(["--set", "max_size=96", "--set", "lr_steps=[3]", "--set", "optimizer=sgd"])
+    assert options.config_overrides == (("max_size", 96), ("lr_steps", (3,)), ("optimizer", "sgd"))
+    result = run_training(replace(tiny_options(shapes, tmp_path / "run"), config_overrides=options.config_overrides))
+    assert load_model(result.out / "weights.pth").cfg.max_size == 96
+
+
+@pytest.mark.parametrize("value, culprit", [("nope=1", "'nope=1'"), ("max_size", "'max_size'"), ("class_names=[1]", "class_names")])
+def test_set_rejects_unknown_fields_in_one_line(value, culprit):
+    proc = run_cli("--set", value)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and culprit in proc.stderr, proc.stderr
+
+
+def test_set_rejects_an_unknown_optimizer_in_one_line(shapes, tmp_path):
+    proc = run_cli("--config", "yolact_tiny", "--set", "optimizer=lion", "--train-images", str(shapes.train_images),
+                   "--train-annotations", str(shapes.train_annotations), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1 and "lion" in proc.stderr, proc.stderr

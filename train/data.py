@@ -52,9 +52,31 @@ class SeededSamples(Dataset):
             return self.dataset[index]
 
 
+class EpochKeys:
+    """The endless sampler of :class:`TrainStream`: ``(epoch, index)`` keys, epoch after epoch, starting at
+    the sample of batch ``start`` (counted over the whole run)."""
+
+    def __init__(self, sampler: DistributedSampler, batch_size: int, batches_per_epoch: int, start: int):
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.batches_per_epoch = batches_per_epoch
+        self.start = start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, skip = divmod(self.start, self.batches_per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            for index in list(self.sampler)[skip * self.batch_size : self.batches_per_epoch * self.batch_size]:
+                yield epoch, index
+            epoch, skip = epoch + 1, 0
+
+
 class TrainStream:
     """Batches for iterations ``start, start + 1, ...``: iteration i is batch i mod E of epoch i div E, E
-    being the full batches per epoch of this rank's share (DistributedSampler) of the shuffled images."""
+    being the full batches per epoch of this rank's share (DistributedSampler) of the shuffled images.
+
+    One loader serves every epoch, so its worker processes start once per run, not once per epoch.
+    """
 
     def __init__(self, dataset: Dataset, batch_size: int, ctx: DistContext, seed: int, workers: int, pin_memory: bool):
         self.samples = SeededSamples(dataset, seed)
@@ -66,19 +88,14 @@ class TrainStream:
         self.batches_per_epoch = len(self.sampler) // batch_size
 
     def batches(self, start: int) -> Iterator[tuple[torch.Tensor, list[dict]]]:
-        epoch, skip = divmod(start, self.batches_per_epoch)
-        while True:
-            self.sampler.set_epoch(epoch)
-            indices = list(self.sampler)[skip * self.batch_size : self.batches_per_epoch * self.batch_size]
-            loader = DataLoader(
-                self.samples,
-                batch_size=self.batch_size,
-                sampler=[(epoch, i) for i in indices],
-                num_workers=self.workers,
-                collate_fn=collate,
-                pin_memory=self.pin_memory,
-                # A private generator: creating the loader must not advance the global RNG.
-                generator=torch.Generator().manual_seed(self.seed + epoch),
-            )
-            yield from loader
-            epoch, skip = epoch + 1, 0
+        loader = DataLoader(
+            self.samples,
+            batch_size=self.batch_size,
+            sampler=EpochKeys(self.sampler, self.batch_size, self.batches_per_epoch, start),
+            num_workers=self.workers,
+            collate_fn=collate,
+            pin_memory=self.pin_memory,
+            # A private generator: creating the loader must not advance the global RNG.
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        return iter(loader)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import NoReturn, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
-from yolact import CONFIGS
+from yolact import CONFIGS, YolactConfig
 
 DEFAULT_CONFIG = "yolact_small"
 
@@ -18,6 +19,7 @@ class TrainOptions:
     """One training run. ``None`` means "the config's value" (or, for data, the embedded dataset)."""
 
     config: str = DEFAULT_CONFIG
+    config_overrides: tuple[tuple[str, Any], ...] = ()
     train_images: Optional[Path] = None
     train_annotations: Optional[Path] = None
     val_images: Optional[Path] = None
@@ -68,6 +70,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _config_override(text: str) -> tuple[str, Any]:
+    """``FIELD=VALUE``, VALUE read as JSON when it parses (numbers, lists, booleans), else as a string."""
+    field, sep, raw = text.partition("=")
+    known = YolactConfig.__dataclass_fields__
+    if not sep or field not in known or field in ("name", "class_names"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FIELD=VALUE with FIELD a config field "
+                                         f"(e.g. max_size=256, lr_steps=[2800,3400])")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return field, tuple(value) if isinstance(value, list) else value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="python -m train",
@@ -75,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Multi-process: torchrun --nproc_per_node N -m train ...",
     )
     parser.add_argument("--config", default=DEFAULT_CONFIG, choices=sorted(CONFIGS), help="model config")
+    parser.add_argument("--set", dest="config_overrides", type=_config_override, action="append", default=[],
+                        metavar="FIELD=VALUE", help="change one config field (repeatable), e.g. --set max_size=256")
     for split in ("train", "val"):
         parser.add_argument(f"--{split}-images", type=Path, help=f"{split} image folder (custom COCO data)")
         parser.add_argument(f"--{split}-annotations", type=Path, help=f"{split} COCO annotation JSON")
@@ -89,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", type=Path, help="continue from a training checkpoint (last.pth, ckpt_N.pth)")
     parser.add_argument("--pretrained-backbone", type=Path, help="torchvision ImageNet ResNet state dict")
     parser.add_argument("--eval-every", type=_non_negative_int, help="evaluate on the val split every N "
-                        "iterations, 0: only at the end (default: a quarter of the run)")
+                        "iterations, 0: only at the end (default: a sixth of the run)")
     parser.add_argument("--checkpoint-every", type=_positive_int, help="write ckpt_<iter>.pth every N "
-                        "iterations (default: --eval-every, else a quarter of the run)")
+                        "iterations (default: --eval-every, else a sixth of the run)")
     parser.add_argument("--keep-last", type=_positive_int, default=3, help="numbered checkpoints to keep")
     parser.add_argument("--log-every", type=_positive_int, default=10, help="log.jsonl row every N iterations")
     parser.add_argument("--seed", type=int, default=0)
@@ -104,4 +122,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_options(argv: Sequence[str] | None = None) -> TrainOptions:
     args = vars(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
+    args["config_overrides"] = tuple(args["config_overrides"])
     return TrainOptions(**{f.name: args[f.name] for f in fields(TrainOptions)})

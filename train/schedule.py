@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule: SGD, linear warm-up, then x0.1 steps (the authors' recipe)."""
+"""Optimiser and learning-rate schedule: SGD (the authors' recipe) or AdamW, linear warm-up, then x0.1 steps."""
 
 from __future__ import annotations
 
@@ -49,9 +49,20 @@ def lr_multiplier(cfg: YolactConfig):
     return multiplier
 
 
-def build_optimizer(model: nn.Module, cfg: YolactConfig) -> tuple[torch.optim.SGD, LambdaLR]:
-    """SGD over every parameter (frozen ones get no gradient and so no update) and its scheduler."""
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+def build_optimizer(model: nn.Module, cfg: YolactConfig) -> tuple[torch.optim.Optimizer, LambdaLR]:
+    """The config's optimiser over every parameter (frozen ones get no gradient and so no update) and its
+    scheduler.
+
+    SGD decays every parameter, as the authors do. AdamW leaves 1-D parameters (norm scales, biases) out of
+    weight decay: decaying them only fights the normalisation a from-scratch network relies on.
+    """
+    if cfg.optimizer == "adamw":
+        params = list(model.parameters())
+        groups = [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return optimizer, LambdaLR(optimizer, lr_multiplier(cfg))

@@ -1,4 +1,4 @@
-"""The training run: set-up from :class:`TrainOptions`, the SGD loop, evaluation, logging, checkpoints."""
+"""The training run: set-up from :class:`TrainOptions`, the loop, evaluation, logging, curves, checkpoints."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from yolact.data import CocoDataset, ensure_shapes_dataset, train_transform
 from yolact.losses import YolactLoss
 
 from .checkpoints import load_checkpoint, prune_checkpoints, restore_rng, rng_state, save_checkpoint
+from .curves import draw_curves
 from .data import TrainStream
 from .distributed import DistContext, close_distributed, init_distributed
 from .errors import TrainError
@@ -130,9 +131,12 @@ class Trainer:
         self.ctx = ctx
         self.device = resolve_device(options, ctx)
         self.data = resolve_data(options, ctx)
-        base_cfg = get_config(options.config)
+        try:
+            base_cfg = get_config(options.config, **dict(options.config_overrides))
+        except (TypeError, ValueError) as exc:
+            raise TrainError(f"--set: {exc}") from None
         dataset = CocoDataset(self.data.train_images, self.data.train_annotations, train_transform(base_cfg))
-        cfg = get_config(options.config, class_names=tuple(dataset.class_names))
+        cfg = base_cfg.replace(class_names=tuple(dataset.class_names))
 
         batch_size = options.batch_size or cfg.batch_size
         if batch_size % ctx.world_size:
@@ -184,14 +188,14 @@ class Trainer:
         self.stream = TrainStream(
             dataset, self.per_rank_batch, ctx, options.seed, options.workers, self.device.type == "cuda"
         )
-        quarter = max(1, self.cfg.max_iter // 4)
-        self.eval_every = quarter if options.eval_every is None else options.eval_every
-        self.checkpoint_every = options.checkpoint_every or self.eval_every or quarter
+        sixth = max(1, self.cfg.max_iter // 6)
+        self.eval_every = sixth if options.eval_every is None else options.eval_every
+        self.checkpoint_every = options.checkpoint_every or self.eval_every or sixth
         self.out = options.out
 
     # -- one step ----------------------------------------------------------------------------------------
     def train_step(self, images: torch.Tensor, targets: list[dict]) -> tuple[dict[str, float], bool]:
-        """Forward, backward and (unless the loss is non-finite on some rank) an SGD step.
+        """Forward, backward and (unless the loss is non-finite on some rank) an optimiser step.
 
         Backward runs even on a non-finite loss so that every DDP rank takes part in the gradient
         reduction; the step is then skipped everywhere. Returns (loss terms, whether the step was taken).
@@ -271,6 +275,7 @@ class Trainer:
             self.model.train()
         metrics = {k: float(v) for k, v in result.metrics.items()}
         self.log({"iteration": self.iteration, **metrics, "time": time.monotonic() - start})
+        draw_curves(self.out / "log.jsonl", self.out / "curves.png")
         mask_ap = metrics.get("mask/AP", -1.0)
         if math.isfinite(mask_ap) and mask_ap > self.best_ap:
             self.best_ap = mask_ap

@@ -22,21 +22,26 @@ from ..preprocess import normalize
 
 
 def train_transform(cfg: YolactConfig) -> v2.Compose:
-    """Photometric distortion, zoom out (up to ``cfg.zoom_out_max``, 4x in the paper, mean fill), random IoU
-    crop, horizontal mirror, resize
-    to ``cfg.max_size`` squared, then drop instances whose box is under ``cfg.min_box_size_px`` pixels."""
+    """Photometric distortion (probability ``cfg.photometric_p``), zoom out (up to ``cfg.zoom_out_max``, 4x in
+    the paper, mean fill), random IoU crop (sides down to ``cfg.crop_min_scale``), horizontal mirror, resize
+    to ``cfg.max_size`` squared, then drop instances whose box is under ``cfg.min_box_size_px`` pixels.
+
+    A step switched off by its config value is left out rather than run as a no-op."""
     mean_rgb = tuple(reversed(cfg.pixel_mean_bgr))
-    return v2.Compose(
-        [
-            v2.Lambda(bgr_array_to_rgb_image, np.ndarray),
-            v2.RandomPhotometricDistort(p=cfg.photometric_p),
-            v2.RandomZoomOut(fill={tv_tensors.Image: mean_rgb, "others": 0}, side_range=(1.0, cfg.zoom_out_max), p=0.5),
-            v2.RandomIoUCrop(),
-            v2.RandomHorizontalFlip(p=0.5),
-            *_network_input_steps(cfg),
-            v2.SanitizeBoundingBoxes(min_size=cfg.min_box_size_px, labels_getter=instance_attributes),
-        ]
-    )
+    steps: list[v2.Transform] = [v2.Lambda(bgr_array_to_rgb_image, np.ndarray)]
+    if cfg.photometric_p > 0:
+        steps.append(v2.RandomPhotometricDistort(p=cfg.photometric_p))
+    if cfg.zoom_out_max > 1:
+        steps.append(
+            v2.RandomZoomOut(fill={tv_tensors.Image: mean_rgb, "others": 0}, side_range=(1.0, cfg.zoom_out_max), p=0.5)
+        )
+    steps += [
+        v2.RandomIoUCrop(min_scale=cfg.crop_min_scale),
+        v2.RandomHorizontalFlip(p=0.5),
+        *_network_input_steps(cfg),
+        v2.SanitizeBoundingBoxes(min_size=cfg.min_box_size_px, labels_getter=instance_attributes),
+    ]
+    return v2.Compose(steps)
 
 
 def eval_transform(cfg: YolactConfig) -> v2.Compose:
