@@ -1,0 +1,44 @@
+"""Backend choice: by name, or ``auto`` by file type and what is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ..errors import ModelError
+from .base import PRECISIONS, Backend
+from .onnxruntime_backend import OnnxRuntimeBackend
+from .openvino_backend import OpenVinoBackend
+from .tensorrt_backend import TensorRTBackend
+
+BACKENDS = {backend.name: backend for backend in (OnnxRuntimeBackend, OpenVinoBackend, TensorRTBackend)}
+ENGINE_SUFFIXES = (".engine", ".plan")
+
+
+def choose_backend(model: Path) -> str:
+    """``auto``: an engine goes to tensorrt; an ONNX file to onnxruntime if installed, else openvino."""
+    if model.suffix in ENGINE_SUFFIXES:
+        return "tensorrt"
+    if model.suffix != ".onnx":
+        raise ModelError(f"{model}: backend auto needs a .onnx or .engine file (or name the backend)")
+    for name in ("onnxruntime", "openvino"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    raise ModelError(f"{model}: no ONNX backend is installed (pip install onnxruntime, or openvino)")
+
+
+def open_backend(
+    model: str | Path, backend: str = "auto", device: str | None = None, precision: str | None = None, threads: int | None = None
+) -> Backend:
+    """Load ``model`` on ``backend``; every bad option or file ends in a one-line ModelError."""
+    model = Path(model)
+    if backend != "auto" and backend not in BACKENDS:
+        raise ModelError(f"backend {backend!r}: unknown (choose auto, {', '.join(BACKENDS)})")
+    if precision is not None and precision not in PRECISIONS:
+        raise ModelError(f"precision {precision!r}: unknown (choose {', '.join(PRECISIONS)})")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ModelError(f"threads {threads!r}: must be a whole number of at least 1")
+    if not model.is_file():
+        raise ModelError(f"{model}: no such model file")
+    name = choose_backend(model) if backend == "auto" else backend
+    return BACKENDS[name](model, device, precision, threads)

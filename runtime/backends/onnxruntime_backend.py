@@ -1,0 +1,95 @@
+"""onnxruntime: the exported ``.onnx`` on the best execution providers installed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..detections import RawOutputs
+from ..errors import ModelError, one_line
+from .base import INPUT_NAME, OUTPUT_NAMES, Backend, check_outputs, import_library, static_dims
+
+TENSORRT_EP, CUDA_EP, OPENVINO_EP, CPU_EP = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+DEVICES = "cpu, cuda, cuda:N or auto"
+
+
+def engine_cache_folder() -> Path:
+    """Where the TensorRT provider keeps the engines it builds (building one takes minutes)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "yolact-runtime" / "onnxruntime-tensorrt"
+
+
+def provider_order(device: str, precision: str | None, available: list[str]) -> list[tuple[str, dict]]:
+    """(provider, options) in preference order for ``device``, keeping only the ``available`` ones.
+
+    auto: TensorRT, CUDA, OpenVINO, CPU; cuda[:N]: TensorRT, CUDA (CPU for what they do not run); cpu: CPU.
+    The TensorRT provider computes in FP16 unless fp32 is asked for.
+    """
+    if device == "cpu":
+        wanted = [(CPU_EP, {})]
+    elif device == "auto" or device == "cuda" or device.startswith("cuda:"):
+        index = device.partition(":")[2] or "0"
+        if not index.isdigit():
+            raise ModelError(f"device {device!r}: onnxruntime takes {DEVICES}")
+        gpu_options = {"device_id": int(index)}
+        tensorrt_options = {
+            **gpu_options,
+            "trt_fp16_enable": precision != "fp32",
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(engine_cache_folder()),
+        }
+        wanted = [(TENSORRT_EP, tensorrt_options), (CUDA_EP, gpu_options)]
+        if device == "auto":
+            wanted.append((OPENVINO_EP, {"device_type": "CPU", "precision": "FP32"}))
+        elif not any(name in available for name, _ in wanted):
+            raise ModelError(
+                f"device {device}: this onnxruntime has no CUDA or TensorRT provider (pip install onnxruntime-gpu)"
+            )
+        wanted.append((CPU_EP, {}))
+    else:
+        raise ModelError(f"device {device!r}: onnxruntime takes {DEVICES}")
+    return [(name, options) for name, options in wanted if name in available]
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, model: Path, device: str | None, precision: str | None, threads: int | None):
+        ort = import_library("onnxruntime", self.name, "pip install onnxruntime, or onnxruntime-gpu for CUDA")
+        providers = provider_order(device or "auto", precision, ort.get_available_providers())
+        runs_fp16 = any(name == TENSORRT_EP for name, _ in providers) and precision != "fp32"
+        if precision not in (None, "fp32") and not (precision == "fp16" and runs_fp16):
+            raise ModelError(
+                f"precision {precision}: onnxruntime runs the graph in fp32 here (fp16 needs its TensorRT provider); "
+                "use backend openvino for fp16/bf16 on a CPU"
+            )
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(model), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own pybind types for a bad or foreign file
+            raise ModelError(f"{model}: onnxruntime cannot load it: {one_line(exc)}") from None
+        self.model = model
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.executed_on = ", ".join(self.session.get_providers())
+        self.precision = "fp16 (TensorRT provider)" if TENSORRT_EP in self.session.get_providers() and runs_fp16 else "fp32"
+        image_input = self.session.get_inputs()[0]
+        if image_input.name != INPUT_NAME:
+            raise ModelError(f"{model}: input {image_input.name!r}, not {INPUT_NAME!r}: not a graph written by python -m export")
+        check_outputs([o.name for o in self.session.get_outputs()], model)
+        self.max_batch, self.input_size = static_dims(image_input.shape, model)
+        self.fixed_batch = self.max_batch is not None
+
+    def run(self, images: np.ndarray) -> RawOutputs:
+        try:
+            return RawOutputs(*self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images}))
+        except Exception as exc:  # onnxruntime's pybind error types
+            raise ModelError(f"{self.model}: onnxruntime failed on a batch of shape {list(images.shape)}: {one_line(exc)}") from None

@@ -1,0 +1,183 @@
+"""The final-image step without torch: from the graph's padded outputs to per-image detections with pixel
+boxes and boolean masks at the image size.
+
+It gives the numbers of ``yolact.to_image`` (PyTorch's bilinear upsampling with ``align_corners=False``,
+then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but evaluates
+the bilinear formula only where a mask can be non-zero: the support of its cropped prototype cells grown by
+the one cell that bilinear taps reach, mapped to image pixels. No full-image float plane is ever made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import pycocotools.mask as mask_utils
+
+MASK_THRESHOLD = 0.5
+
+
+class RawOutputs(NamedTuple):
+    """The graph's outputs for a batch of B images (K = the model's max detections):
+    num_dets [B] int32, boxes [B, K, 4] float32 normalised x1y1x2y2, scores [B, K] float32,
+    classes [B, K] int32 (-1 in padding), masks [B, K, Hp, Wp] float32 cropped mask probabilities."""
+
+    num_dets: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    masks: np.ndarray
+
+
+@dataclass
+class Detections:
+    """The detections of one image (N of them, image height x width), best score first.
+
+    boxes [N, 4] int64 pixel x1y1x2y2, scores [N] float32, class_ids [N] int64, class_names [N] str,
+    masks [N, height, width] bool.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    class_names: list[str]
+    masks: np.ndarray
+    height: int
+    width: int
+    _rles: list[dict] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def rle(self) -> list[dict[str, Any]]:
+        """The masks as COCO RLE dicts (pycocotools: ``size`` [h, w], ``counts`` bytes), encoded once."""
+        if self._rles is None:
+            # pycocotools wants [H, W, N] uint8 in Fortran order.
+            self._rles = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0), dtype=np.uint8)) if len(self) else []
+        return self._rles
+
+    def to_json(self, image_name: str) -> dict[str, Any]:
+        """The per-image JSON record, the format ``python -m yolact.predict`` and the C++ runtime write."""
+        rles = self.rle()
+        areas = mask_utils.area(rles) if rles else []
+        records = [
+            {
+                "class_id": int(self.class_ids[i]),
+                "class_name": self.class_names[i],
+                "score": round(float(self.scores[i]), 6),
+                "box_xyxy": [int(v) for v in self.boxes[i]],
+                "mask_area": int(areas[i]),
+                "mask_rle": {"size": [int(v) for v in rles[i]["size"]], "counts": rles[i]["counts"].decode("ascii")},
+            }
+            for i in range(len(self))
+        ]
+        return {"image": image_name, "height": self.height, "width": self.width, "detections": records}
+
+    def to_coco(self, image_id: int | str, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """COCO results entries (bbox [x, y, w, h] pixels, score, RLE segmentation). ``category_ids`` maps a
+        class id to the dataset's category id; by default class id + 1 (contiguous, 1-based)."""
+        rles = self.rle()
+        entries = []
+        for i in range(len(self)):
+            x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
+            class_id = int(self.class_ids[i])
+            entries.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(category_ids[class_id]) if category_ids is not None else class_id + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(self.scores[i]),
+                    "segmentation": {"size": [int(v) for v in rles[i]["size"]], "counts": rles[i]["counts"].decode("ascii")},
+                }
+            )
+        return entries
+
+
+class AxisTaps(NamedTuple):
+    """Bilinear taps along one axis from ``source`` cells to ``output`` pixels, as PyTorch computes them
+    (float32, half-pixel centres, source index clamped at 0, upper tap clamped to the last cell): pixel i
+    reads cells low[i] and high[i] with weights w_low[i] and w_high[i]. low and high never decrease."""
+
+    low: np.ndarray
+    high: np.ndarray
+    w_low: np.ndarray
+    w_high: np.ndarray
+
+    def pixels_reaching(self, first_cell: int, last_cell: int) -> slice:
+        """The pixels with a tap on a cell in [first_cell, last_cell]; all others read only zero cells."""
+        start = int(np.searchsorted(self.high, first_cell, side="left"))
+        stop = int(np.searchsorted(self.low, last_cell, side="right"))
+        return slice(start, stop)
+
+
+@lru_cache(maxsize=64)
+def axis_taps(source: int, output: int) -> AxisTaps:
+    scale = np.float32(source) / np.float32(output)
+    position = scale * (np.arange(output, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
+    position = np.maximum(position, np.float32(0))
+    low = position.astype(np.int64)
+    w_high = np.clip(position - low.astype(np.float32), np.float32(0), np.float32(1))
+    high = np.minimum(low + 1, source - 1)
+    return AxisTaps(low, high, np.float32(1) - w_high, w_high)
+
+
+def paste_mask(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps, out: np.ndarray) -> None:
+    """Write ``cells`` [Hp, Wp] upsampled and binarised into the all-False ``out`` [H, W], only over the
+    pixels its non-zero cells reach."""
+    nonzero_rows = np.flatnonzero(cells.any(axis=1))
+    if nonzero_rows.size == 0:
+        return
+    nonzero_cols = np.flatnonzero(cells.any(axis=0))
+    ys = rows.pixels_reaching(nonzero_rows[0], nonzero_rows[-1])
+    xs = cols.pixels_reaching(nonzero_cols[0], nonzero_cols[-1])
+    if ys.start == ys.stop or xs.start == xs.stop:  # downsampling to a tiny image can step over the support
+        return
+    # The same two passes and operation order as PyTorch: along x within each row, then along y.
+    first_row = rows.low[ys][0]
+    band = cells[first_row : rows.high[ys][-1] + 1]
+    along_x = band[:, cols.low[xs]] * cols.w_low[xs] + band[:, cols.high[xs]] * cols.w_high[xs]
+    upsampled = (
+        along_x[rows.low[ys] - first_row] * rows.w_low[ys, None] + along_x[rows.high[ys] - first_row] * rows.w_high[ys, None]
+    )
+    out[ys, xs] = upsampled > MASK_THRESHOLD
+
+
+def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Normalised x1y1x2y2 [N, 4] -> int64 pixels: scaled, each pair ordered, the low side clamped at 0 and
+    the high side at the image size, truncated toward zero (``sanitize_coordinates`` then ``.long()``)."""
+    scaled = boxes.astype(np.float32) * np.array([width, height, width, height], dtype=np.float32)
+    low = np.maximum(np.minimum(scaled[:, :2], scaled[:, 2:]), np.float32(0))
+    high = np.minimum(np.maximum(scaled[:, :2], scaled[:, 2:]), np.array([width, height], dtype=np.float32))
+    return np.concatenate((low, high), axis=1).astype(np.int64)
+
+
+def paste_detections(
+    raw: RawOutputs,
+    index: int,
+    height: int,
+    width: int,
+    score_threshold: float = 0.0,
+    class_names: Sequence[str] | None = None,
+) -> Detections:
+    """The detections of image ``index`` of a batch scoring above ``score_threshold``, at ``height`` x
+    ``width`` pixels. ``class_names`` (index = class id) names them; without it a name is the class id."""
+    count = int(raw.num_dets[index])
+    keep = np.flatnonzero(raw.scores[index, :count] > score_threshold)
+    class_ids = raw.classes[index, keep].astype(np.int64)
+    masks = np.zeros((len(keep), height, width), dtype=bool)
+    prototypes = raw.masks[index]
+    rows = axis_taps(prototypes.shape[-2], height)
+    cols = axis_taps(prototypes.shape[-1], width)
+    for slot, detection in enumerate(keep):
+        paste_mask(prototypes[detection], rows, cols, masks[slot])
+    return Detections(
+        boxes=pixel_boxes(raw.boxes[index, keep], height, width),
+        scores=raw.scores[index, keep].astype(np.float32),
+        class_ids=class_ids,
+        class_names=[class_names[c] if class_names is not None else str(c) for c in class_ids],
+        masks=masks,
+        height=height,
+        width=width,
+    )

@@ -1,0 +1,42 @@
+"""Detections drawn over an image with OpenCV: translucent masks, boxes, ``class score`` labels."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .detections import Detections
+
+MASK_OPACITY = 0.45
+FONT, FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+
+
+def instance_colors(count: int) -> np.ndarray:
+    """[count, 3] uint8 BGR colours whose hues step by the golden ratio, so neighbours in score order
+    differ."""
+    hues = (np.arange(count) * 0.618033988749895 % 1.0 * 179).astype(np.uint8)
+    hsv = np.stack([hues, np.full(count, 200, np.uint8), np.full(count, 255, np.uint8)], axis=-1)
+    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2BGR)[0]
+
+
+def draw_overlay(image: np.ndarray, detections: Detections) -> np.ndarray:
+    """A copy of the BGR ``image`` with the detections drawn; where masks overlap, the best score shows."""
+    if not len(detections):
+        return image.copy()
+    colors = instance_colors(len(detections))
+    painted = image.copy()
+    for i in reversed(range(len(detections))):  # best score painted last, so it ends on top
+        painted[detections.masks[i]] = colors[i]
+    blended = cv2.addWeighted(image, 1 - MASK_OPACITY, painted, MASK_OPACITY, 0)
+    covered = detections.masks.any(axis=0)[..., None]
+    out = np.where(covered, blended, image)
+    for i in range(len(detections)):
+        color = tuple(int(c) for c in colors[i])
+        x1, y1, x2, y2 = (int(v) for v in detections.boxes[i])
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, 1)
+        label = f"{detections.class_names[i]} {detections.scores[i]:.2f}"
+        (text_width, text_height), baseline = cv2.getTextSize(label, FONT, FONT_SCALE, 1)
+        top = max(y1 - text_height - baseline - 2, 0)
+        cv2.rectangle(out, (x1, top), (x1 + text_width + 2, top + text_height + baseline + 2), color, -1)
+        cv2.putText(out, label, (x1 + 1, top + text_height + 1), FONT, FONT_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+    return out

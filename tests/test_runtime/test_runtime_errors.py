@@ -1,0 +1,97 @@
+"""Every way to hand ``python -m runtime`` a model or option it cannot use ends in one line naming the
+culprit, with exit status 2, and nothing written."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from runtime import ModelError, Segmenter
+from runtime.__main__ import main
+
+TENSORRT_INSTALLED = importlib.util.find_spec("tensorrt") is not None
+needs_no_tensorrt = pytest.mark.skipif(TENSORRT_INSTALLED, reason="TensorRT is installed here: it is not a missing backend")
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory, onnx_model):
+    """A corrupt file, our graph with its metadata stripped, and a file TensorRT would take."""
+    folder = tmp_path_factory.mktemp("bad-models")
+    (folder / "corrupt.onnx").write_bytes(np.random.default_rng(0).bytes(4096))
+    foreign = onnx.load(str(onnx_model))
+    del foreign.metadata_props[:]
+    onnx.save(foreign, str(folder / "foreign.onnx"))
+    (folder / "model.engine").write_bytes(b"serialized engine")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_file(tmp_path_factory, images):
+    path = tmp_path_factory.mktemp("inputs") / "scene.png"
+    cv2.imwrite(str(path), images[0])
+    return path
+
+
+CASES = [
+    pytest.param(["--model", "{bad}/absent.onnx"], r"{bad}/absent.onnx: no such model file", id="missing model"),
+    pytest.param(["--model", "{bad}/corrupt.onnx"], r"{bad}/corrupt.onnx: onnxruntime cannot load it: .*", id="corrupt model"),
+    pytest.param(
+        ["--model", "{bad}/corrupt.onnx", "--backend", "openvino"], r"{bad}/corrupt.onnx: OpenVINO cannot load it: not a valid ONNX file",
+        id="corrupt model, openvino",
+    ),
+    pytest.param(
+        ["--model", "{bad}/foreign.onnx"],
+        r"{bad}/foreign.onnx: no YOLACT metadata \(yolact.class_names missing\): not a model written by python -m export",
+        id="foreign model",
+    ),
+    pytest.param(
+        ["--model", "{fixed}", "--batch-size", "3"], r"batch size 3: {fixed} takes at most 2 images per batch", id="batch over the limit"
+    ),
+    pytest.param(["--backend", "tflite"], r"backend 'tflite': unknown \(choose auto, onnxruntime, openvino, tensorrt\)", id="unknown backend"),
+    pytest.param(["--precision", "int4"], r"precision 'int4': unknown \(choose fp32, fp16, bf16\)", id="unknown precision"),
+    pytest.param(["--precision", "bf16"], r"precision bf16: onnxruntime runs the graph in fp32 here .*", id="precision the backend lacks"),
+    pytest.param(["--backend", "openvino", "--device", "npu"], r"device 'npu': OpenVINO sees CPU.* here .*", id="unknown device"),
+    pytest.param(["--device", "cuda"], r"device cuda: this onnxruntime has no CUDA or TensorRT provider .*", id="device not installed"),
+    pytest.param(["--threads", "0"], r"threads 0: must be a whole number of at least 1", id="zero threads"),
+    pytest.param(["--score-threshold", "1.5"], r"score threshold 1.5: must be in \[0, 1\)", id="threshold out of range"),
+    pytest.param(
+        ["--backend", "tensorrt"], r"backend tensorrt: tensorrt is not installed \(.*\)", id="backend not installed",
+        marks=needs_no_tensorrt,
+    ),
+    pytest.param(
+        ["--model", "{bad}/model.engine"], r"backend tensorrt: tensorrt is not installed \(.*\)", id="engine without TensorRT",
+        marks=needs_no_tensorrt,
+    ),
+    pytest.param(["{bad}/absent.jpg"], r"{bad}/absent.jpg: no such file or folder", id="missing input"),
+]
+
+
+@pytest.mark.parametrize("arguments, message", CASES)
+def test_one_line_and_status_2(arguments, message, bad_models, onnx_model, fixed_size_model, image_file, tmp_path, capsys):
+    paths = {"bad": str(bad_models), "fixed": str(fixed_size_model)}
+    arguments = [a.format(**paths) for a in arguments]
+    if "--model" not in arguments:
+        arguments += ["--model", str(onnx_model)]
+    if not any(a.endswith(".jpg") for a in arguments):
+        arguments.append(str(image_file))
+    out = tmp_path / "out"
+
+    status = main([*arguments, "--out", str(out)])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert re.fullmatch("error: " + message.format(**{k: re.escape(v) for k, v in paths.items()}) + "\n", captured.err)
+    assert not out.exists()
+
+
+def test_the_python_api_raises_the_same_errors(bad_models):
+    with pytest.raises(ModelError, match="foreign.onnx: no YOLACT metadata"):
+        Segmenter(bad_models / "foreign.onnx")
+    with pytest.raises(ModelError, match="backend 'tflite': unknown"):
+        Segmenter(bad_models / "foreign.onnx", backend="tflite")
