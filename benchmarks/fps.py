@@ -1,145 +1,275 @@
-"""``python -m benchmarks.fps``: end-to-end PyTorch inference speed, written to ``benchmarks/results/``.
+"""``python -m benchmarks.fps``: end-to-end speed of every backend and precision on this machine.
 
-What is timed is the whole graph a deployment runs: uint8 BGR images already on the device -> resize and
-normalise -> network -> Fast NMS -> mask assembly and crop (``yolact.EndToEnd``), for each config, batch
-size and precision asked. Writes a JSON with the machine's details and a PNG bar chart.
+Each variant (``benchmarks.variants``: PyTorch eager with Fast or traditional NMS, onnxruntime FP32/INT8,
+OpenVINO f32/bf16/INT8, TensorRT, and on CUDA PyTorch FP16 and torch.compile) runs in a process of its own,
+so its peak memory is its own. One iteration is a batch of images of the asked size, rotated among several
+JPEG-encoded val images, timed in three stages: decode + upload, graph (network and in-graph
+post-processing) and paste (masks to the image size, pixel boxes). The number of detections pasted per image
+is recorded with every figure: without ``--weights`` the model holds the authors' recipe weights, which fill
+every slot (random weights detect nothing and flatter post-processing).
+
+Writes ``benchmarks/results/fps_<machine>_<config>_<date>.json``, ``.md`` (a table) and ``.png`` (latency
+per variant by stage; images/s against batch size).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import datetime
 import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
-from yolact import EndToEnd, Yolact, get_config
+from export.calibration import calibration_files
+from export.onnx_export import INPUT_NAME
+from export.quantize import final_convolutions
+from train.options import OneLineParser
+from yolact.data import ensure_shapes_dataset
 from yolact.fileio import write_text_atomic
-from yolact.visualize import save_png
 
-from .machine import machine_details
+from .charts import fps_chart
+from .machine import machine_details, machine_tag
+from .variants import (SPECS, GraphFiles, add_int8_options, export_graphs, int8_recipe, load_or_recipe, open_variant,
+                       set_threads, skip_reason)
 
 RESULTS = Path(__file__).parent / "results"
+STAGES = ("decode_upload", "graph", "paste")
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def encoded_images(count: int, height: int, width: int) -> list[bytes]:
+    """``count`` embedded val images resized to ``height`` x ``width``, JPEG-encoded (decoding is timed)."""
+    files = calibration_files(ensure_shapes_dataset().val_images, count)
+    encoded = []
+    for path in files:
+        image = cv2.resize(cv2.imread(str(path)), (width, height), interpolation=cv2.INTER_LINEAR)
+        encoded.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+    return encoded
 
 
-def time_end_to_end(
-    model: Yolact, batch: int, height: int, width: int, precision: str, warmup: int, iters: int
-) -> dict:
-    """Median and mean milliseconds per batch over ``iters`` timed runs after ``warmup`` untimed ones."""
-    device = next(model.parameters()).device
-    images = torch.randint(0, 256, (batch, height, width, 3), dtype=torch.uint8, device=device)
-    module = EndToEnd(model).eval()
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.float16)
-        if precision == "fp16"
-        else contextlib.nullcontext()
-    )
-    times = []
-    with torch.inference_mode(), autocast:
-        for i in range(warmup + iters):
-            synchronize(device)
+def network_only_graph(fp32: Path, out: Path) -> Path:
+    """The exported graph cut after its last convolutions (every Conv with no Conv downstream): what is left
+    of the full graph's time is the in-graph post-processing."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(fp32)))
+    outputs = [node.output[0] for node in final_convolutions(model)]
+    onnx.save(onnx.utils.Extractor(model).extract_model([INPUT_NAME], outputs), str(out))
+    return out
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike getrusage's maxrss it is not inherited from the
+    parent that started the process)."""
+    with open("/proc/self/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return round(kib / 1024, 1)
+
+
+def summary(times_ms: list[float]) -> dict:
+    return {"median": round(float(np.median(times_ms)), 3), "p90": round(float(np.percentile(times_ms, 90)), 3)}
+
+
+def time_variant(args: argparse.Namespace) -> dict:
+    """The worker: one variant at every batch size; prints its record as JSON."""
+    set_threads(args.threads)
+    torch.backends.cudnn.benchmark = True
+    spec = SPECS[args.worker]
+    graphs = GraphFiles(args.graphs / f"{args.config}.onnx", args.graphs / f"{args.config}_int8.onnx")
+    model = load_or_recipe(args.config, args.weights, args.device)
+    variant = open_variant(spec, model, graphs, args.device, args.threads)
+    network = None
+    if spec.name == "onnxruntime_fp32":
+        options = ort.SessionOptions()
+        if args.threads:
+            options.intra_op_num_threads = args.threads
+        network = ort.InferenceSession(str(args.graphs / "network_only.onnx"), options, providers=["CPUExecutionProvider"])
+    encoded = encoded_images(args.images, args.height, args.width)
+    rows = []
+    for batch in args.batch:
+        stage_times: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
+        network_times, detections = [], []
+        for iteration in range(args.warmup + args.iters):
+            picks = [encoded[(iteration * batch + j) % len(encoded)] for j in range(batch)]
             start = time.perf_counter()
-            module(images)
-            synchronize(device)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1000)
-    median = float(np.median(times))
-    return {
-        "batch": batch,
-        "precision": precision,
-        "ms_per_batch_median": round(median, 3),
-        "ms_per_batch_mean": round(float(np.mean(times)), 3),
-        "images_per_s": round(batch * 1000 / median, 2),
-        "iters": iters,
-    }
+            images = np.stack([cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in picks])
+            inputs = variant.prepare(images)
+            variant.synchronize()
+            decoded = time.perf_counter()
+            raw = variant.graph(inputs)
+            variant.synchronize()
+            graphed = time.perf_counter()
+            pasted = [variant.paste(raw, i, args.height, args.width) for i in range(batch)]
+            done = time.perf_counter()
+            if network is not None:
+                network_start = time.perf_counter()
+                network.run(None, {INPUT_NAME: images})
+                network_end = time.perf_counter()
+            if iteration < args.warmup:
+                continue
+            for stage, (a, b) in zip((*STAGES, "total"), ((start, decoded), (decoded, graphed), (graphed, done), (start, done))):
+                stage_times[stage].append((b - a) * 1000)
+            if network is not None:
+                network_times.append((network_end - network_start) * 1000)
+            detections += [len(d) for d in pasted]
+        stages = {stage: summary(times) for stage, times in stage_times.items()}
+        row = {
+            "variant": spec.name,
+            "backend": spec.backend,
+            "precision": spec.precision,
+            "executed_on": variant.executed_on,
+            "batch": batch,
+            "iters": args.iters,
+            "ms": stages,
+            "images_per_s": round(batch * 1000 / stages["total"]["median"], 2),
+            "detections_per_image": round(float(np.mean(detections)), 1),
+        }
+        if network_times:
+            network_ms = float(np.median(network_times))
+            post_ms = stages["graph"]["median"] - network_ms
+            row["network_ms"] = round(network_ms, 3)
+            row["in_graph_postprocess_ms"] = round(post_ms, 3)
+            row["postprocess_and_paste_share"] = round((post_ms + stages["paste"]["median"]) / stages["total"]["median"], 4)
+        rows.append(row)
+    peak = {"peak_rss_mib": peak_rss_mib()}
+    if args.device.startswith("cuda"):
+        peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    for row in rows:
+        row.update(peak)
+    print(json.dumps(rows))
+    return {"rows": rows}
 
 
-def bar_chart(rows: list[dict], title: str) -> np.ndarray:
-    """A plain bar chart of images/s per (config, precision, batch), drawn with OpenCV."""
-    bar_h, gap, left, width = 26, 8, 330, 900
-    height = 60 + len(rows) * (bar_h + gap)
-    img = np.full((height, width, 3), 255, np.uint8)
-    cv2.putText(img, title, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    top = max(r["images_per_s"] for r in rows) or 1.0
-    for i, r in enumerate(rows):
-        y = 50 + i * (bar_h + gap)
-        label = f"{r['config']} {r['precision']} b{r['batch']}"
-        cv2.putText(img, label, (10, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        length = int((width - left - 120) * r["images_per_s"] / top)
-        color = (200, 120, 40) if r["precision"] == "fp32" else (40, 160, 60)
-        cv2.rectangle(img, (left, y), (left + length, y + bar_h), color, -1)
-        cv2.putText(img, f"{r['images_per_s']:.1f} img/s", (left + length + 6, y + 18),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return img
+def run_worker(args: argparse.Namespace, name: str, graphs: Path) -> tuple[list[dict], str | None]:
+    command = [sys.executable, "-m", "benchmarks.fps", "--worker", name, "--graphs", str(graphs), "--config", args.config,
+               "--device", args.device, "--image-size", f"{args.height}x{args.width}", "--warmup", str(args.warmup),
+               "--iters", str(args.iters), "--images", str(args.images), "--batch", *map(str, args.batch)]
+    if args.weights:
+        command += ["--weights", str(args.weights)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return [], f"failed: {lines[-1] if lines else 'exit status ' + str(proc.returncode)}"
+    return json.loads(proc.stdout.strip().splitlines()[-1]), None
+
+
+def table(report: dict) -> list[str]:
+    """The results as markdown table lines, with each variant's speed-up over PyTorch eager at its batch."""
+    lines = [
+        "| variant | batch | detections/image | latency ms, median (p90) | images/s | vs PyTorch eager | decode+upload / graph / paste ms | post-processing + paste | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        base = next((b for b in report["results"] if b["variant"] == "pytorch_fp32" and b["batch"] == r["batch"]), None)
+        speedup = f"{base['ms']['total']['median'] / r['ms']['total']['median']:.2f}x" if base else "-"
+        share = f"{100 * r['postprocess_and_paste_share']:.1f}%" if "postprocess_and_paste_share" in r else "-"
+        ms = r["ms"]
+        lines.append(
+            f"| {r['variant']} | {r['batch']} | {r['detections_per_image']:g} | {ms['total']['median']:.1f} ({ms['total']['p90']:.1f}) | "
+            f"{r['images_per_s']:.2f} | {speedup} | {ms['decode_upload']['median']:.1f} / {ms['graph']['median']:.1f} / "
+            f"{ms['paste']['median']:.1f} | {share} | {r['peak_rss_mib']:.0f} |"
+        )
+    return lines
+
+
+def skipped_line(report: dict) -> list[str]:
+    if not report["skipped"]:
+        return []
+    return ["", "Not run: " + "; ".join(f"{name} ({why})" for name, why in report["skipped"].items()) + "."]
+
+
+def markdown_table(report: dict) -> str:
+    heading = f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]} images, {report['where']}"
+    return "\n".join([heading, "", *table(report), *skipped_line(report)]) + "\n"
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fps", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", nargs="+", default=["yolact_base"])
+    parser = OneLineParser(prog="python -m benchmarks.fps", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="yolact_small", help="model config (headline: yolact_base)")
+    parser.add_argument("--weights", type=Path, help="checkpoint (default: the authors' recipe weights)")
+    parser.add_argument("--variants", nargs="+", choices=sorted(SPECS), default=list(SPECS), metavar="VARIANT",
+                        help=f"default: all ({', '.join(SPECS)})")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--precision", nargs="+", choices=("fp32", "fp16"), default=None,
-                        help="default: fp32 and fp16 on CUDA, fp32 on CPU")
-    parser.add_argument("--image-size", default="480x640", help="HxW of the uint8 input images")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--iters", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/fps_<device>.json)")
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--image-size", default="480x640", help="HxW of the input images")
+    parser.add_argument("--images", type=int, default=4, help="distinct images rotated through the runs")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads of every backend")
+    add_int8_options(parser, default_images=32)
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--worker", choices=sorted(SPECS), help=argparse.SUPPRESS)
+    parser.add_argument("--graphs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         args.height, args.width = (int(v) for v in args.image_size.lower().split("x"))
     except ValueError:
         parser.error(f"--image-size {args.image_size!r}: expected HxW, e.g. 480x640")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
-    args.precision = args.precision or (["fp32", "fp16"] if args.device.startswith("cuda") else ["fp32"])
+        parser.error(f"--device {args.device}: no CUDA device is available")
+    if args.weights is not None and not args.weights.is_file():
+        parser.error(f"--weights {args.weights}: no such file")
+    if min(args.batch) < 1 or args.iters < 1 or args.images < 1:
+        parser.error("--batch, --iters and --images must be at least 1")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    # Plain float32 convolutions, as the authors measured (TF32 would be a different precision).
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
-    device = torch.device(args.device)
-    runs = [(c, p, b) for c in args.configs for p in args.precision for b in args.batch]
-    rows = []
-    for config, precision, batch in tqdm(runs, desc="fps", unit="run"):
-        model = Yolact(get_config(config)).to(device).eval()
-        row = time_end_to_end(model, batch, args.height, args.width, precision, args.warmup, args.iters)
-        rows.append({"config": config, **row})
-        tqdm.write(f"{config} {precision} batch {batch}: {row['ms_per_batch_median']:.2f} ms, "
-                   f"{row['images_per_s']:.1f} images/s")
-    tag = "cuda" if device.type == "cuda" else "cpu"
-    out = args.out or RESULTS / f"fps_{tag}.json"
+    if args.worker:
+        time_variant(args)
+        return 0
+    set_threads(args.threads)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    skipped = {name: why for name in args.variants if (why := skip_reason(SPECS[name], args.device))}
+    runnable = [name for name in args.variants if name not in skipped]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="yolact-fps-") as scratch:
+        graphs = Path(scratch)
+        if any(SPECS[name].backend != "pytorch" for name in runnable):
+            model = load_or_recipe(args.config, args.weights, "cpu")
+            needs_int8 = any(SPECS[n].precision == "int8" for n in runnable)
+            files = export_graphs(model, graphs, int8_recipe(args) if needs_int8 else None)
+            network_only_graph(files.fp32, graphs / "network_only.onnx")
+        for name in tqdm(runnable, desc="fps", unit="variant"):
+            rows, failure = run_worker(args, name, graphs)
+            if failure:
+                skipped[name] = failure
+            results += rows
+            for r in rows:
+                tqdm.write(f"{name} batch {r['batch']}: {r['ms']['total']['median']:.1f} ms, {r['images_per_s']:.2f} images/s, "
+                           f"{r['detections_per_image']:g} detections/image")
+    machine = {**machine_details(), "threads": args.threads or torch.get_num_threads()}
     report = {
-        "what": "yolact.EndToEnd: uint8 BGR images on the device -> preprocessing, network, Fast NMS, "
-        "cropped masks at prototype resolution (PyTorch eager)",
+        "what": "end to end from JPEG bytes: decode + upload, graph (network, in-graph post-processing), paste to the image",
+        "config": args.config,
+        "weights": str(args.weights) if args.weights else "authors' recipe weights (every detection slot filled)",
         "image_hw": [args.height, args.width],
-        "device": str(device),
-        "machine": machine_details(),
-        "results": rows,
+        "device": args.device,
+        "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{machine['cpu']}, {machine['threads']} threads",
+        "machine": machine,
+        "int8_recipe": vars(int8_recipe(args)),
+        "results": results,
+        "skipped": skipped,
     }
-    write_text_atomic(out, json.dumps(report, indent=1))
-    gpu = report["machine"]["gpu"]
-    where = gpu["name"] if gpu else report["machine"]["cpu"]
-    save_png(out.with_suffix(".png"), bar_chart(rows, f"YOLACT end-to-end images/s, PyTorch, {where}"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
-    return 0
+    tag = machine_tag(machine if args.device.startswith("cuda") else {**machine, "gpu": None})
+    stem = args.out_dir / f"fps_{tag}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text_atomic(stem.with_suffix(".md"), markdown_table(report))
+    if results:
+        fps_chart(report, stem.with_suffix(".png"))
+    print(markdown_table(report))
+    print(f"wrote {stem}.json, .md and .png")
+    return 0 if results else 1
 
 
 if __name__ == "__main__":

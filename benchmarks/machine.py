@@ -6,6 +6,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import re
 
 
 def cpu_model() -> str:
@@ -19,7 +20,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def package_versions(names=("torch", "torchvision", "onnx", "onnxruntime", "numpy", "pycocotools")) -> dict:
+def package_versions(names=("torch", "torchvision", "onnx", "onnxruntime", "openvino", "numpy", "pycocotools")) -> dict:
     versions = {}
     for name in names:
         try:
@@ -54,3 +55,12 @@ def machine_details() -> dict:
     except ImportError:
         pass
     return details
+
+
+def machine_tag(details: dict) -> str:
+    """A short file-name tag for the machine: the GPU's name if one was used, else the CPU's and its cores,
+    e.g. ``nvidia-h200`` or ``amd-epyc-2c``."""
+    gpu = details.get("gpu")
+    words = (gpu["name"] if gpu else details["cpu"]).lower().replace("(r)", "").replace("(tm)", "")
+    keep = [w for w in re.split(r"[^a-z0-9]+", words) if w and w not in ("processor", "cpu", "core", "with")][:3]
+    return "-".join(keep) + ("" if gpu else f"-{details['cores']}c")

@@ -16,6 +16,7 @@ from yolact import CheckpointError, load_model
 
 from .calibration import DEFAULT_NUM_IMAGES, calibration_files
 from .onnx_export import DEFAULT_OPSET, ExportError, export_onnx
+from .quantize import CALIBRATION_METHODS, quantize_int8
 from .trt_check import check_model
 
 
@@ -33,6 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--int8", action="store_true", help="ONNX: onnxruntime QDQ; TensorRT: INT8 calibration")
     parser.add_argument("--calib", type=Path, help="calibration image folder (default: embedded train split)")
     parser.add_argument("--calib-images", type=int, default=DEFAULT_NUM_IMAGES)
+    parser.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax",
+                        help="ONNX INT8: how activation ranges are calibrated")
+    parser.add_argument("--int8-keep-ends", action="store_true",
+                        help="ONNX INT8: keep the first and the final convolutions (heads, protonet output) FP32")
     parser.add_argument("--batch", default="1:1:1", help="TensorRT profile MIN:OPT:MAX")
     parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache (default: beside the engine)")
     parser.add_argument("--no-check", action="store_true", help="skip the TensorRT compatibility check")
@@ -76,9 +81,8 @@ def export(args: argparse.Namespace) -> int:
         if not args.no_check:
             print(check_model(onnx_out).verdict())
         if args.to == "onnx" and args.int8:
-            from .quantize import quantize_int8
-
-            print(f"wrote {quantize_int8(onnx_out, out, calib)} (INT8 QDQ, calibrated on {len(calib)} images)")
+            written = quantize_int8(onnx_out, out, calib, args.calib_method, args.int8_keep_ends)
+            print(f"wrote {written} (INT8 QDQ, {args.calib_method} calibration on {len(calib)} images)")
         elif args.to == "trt":
             engine = build_engine(onnx_out, out, batch, args.fp16, args.int8, calib, args.timing_cache)
             print(f"wrote {engine} and {engine}.json")

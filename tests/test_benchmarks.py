@@ -1,38 +1,85 @@
-"""The benchmark scripts run and write their figures with the machine's details (no timing is asserted)."""
+"""The benchmark commands run on the tiny config and write their figures with the machine's details (no
+timing is asserted); the README's performance section is what the committed results give."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 
+REPO = Path(__file__).resolve().parents[1]
 
-def test_fps_writes_json_and_chart(tmp_path):
-    out = tmp_path / "fps.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.fps", "--configs", "yolact_tiny", "--batch", "1", "2",
-         "--iters", "2", "--warmup", "1", "--image-size", "90x120", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
+
+def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def only(folder: Path, pattern: str) -> Path:
+    (path,) = folder.glob(pattern)
+    return path
+
+
+def test_fps_times_every_stage_of_each_variant(tmp_path):
+    result = run("-m", "benchmarks.fps", "--config", "yolact_tiny", "--variants", "pytorch_fp32", "onnxruntime_fp32",
+                 "openvino_f32", "pytorch_fp16", "--batch", "1", "2", "--iters", "2", "--warmup", "1",
+                 "--image-size", "90x120", "--threads", "2", "--out-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
-    assert report["image_hw"] == [90, 120]
-    assert report["machine"]["cores"] >= 1 and report["machine"]["packages"]["torch"]
-    assert [(r["config"], r["batch"], r["precision"]) for r in report["results"]] == [
-        ("yolact_tiny", 1, "fp32"), ("yolact_tiny", 2, "fp32")
+    report = json.loads(only(tmp_path, "fps_*_yolact_tiny_*.json").read_text())
+    assert report["image_hw"] == [90, 120] and report["machine"]["cores"] >= 1
+    assert report["machine"]["packages"]["onnxruntime"] and report["machine"]["threads"] == 2
+    assert [(r["variant"], r["batch"]) for r in report["results"]] == [
+        (v, b) for v in ("pytorch_fp32", "onnxruntime_fp32", "openvino_f32") for b in (1, 2)
     ]
-    assert all(r["images_per_s"] > 0 and r["iters"] == 2 for r in report["results"])
-    chart = cv2.imread(str(out.with_suffix(".png")))
-    assert chart is not None and chart.shape[1] > 0
+    for row in report["results"]:
+        assert row["detections_per_image"] == 100  # recipe weights fill every slot
+        assert row["ms"]["total"]["median"] > 0 and row["images_per_s"] > 0 and row["peak_rss_mib"] > 0
+        assert {"decode_upload", "graph", "paste", "total"} <= set(row["ms"])
+    ort_row = report["results"][2]
+    assert ort_row["network_ms"] > 0 and 0 < ort_row["postprocess_and_paste_share"] < 1
+    assert "CUDA" in report["skipped"]["pytorch_fp16"]
+    assert "| onnxruntime_fp32 | 2 | 100 |" in only(tmp_path, "fps_*.md").read_text()
+    chart = cv2.imread(str(only(tmp_path, "fps_*.png")))
+    assert chart is not None and chart.shape[1] > 600
 
 
 def test_fps_rejects_a_bad_image_size(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.fps", "--image-size", "big", "--out", str(tmp_path / "x.json")],
-        capture_output=True, text=True, timeout=120,
-    )
+    result = run("-m", "benchmarks.fps", "--image-size", "big", "--out-dir", str(tmp_path), timeout=120)
     assert result.returncode == 2
     assert "--image-size 'big'" in result.stderr
-    assert not (tmp_path / "x.json").exists()
+    assert not list(tmp_path.iterdir())
+
+
+def test_parity_of_onnxruntime_fp32_passes(tmp_path):
+    result = run("-m", "benchmarks.parity", "--recipe-weights", "--config", "yolact_tiny", "--variants", "pytorch_fp32",
+                 "onnxruntime_fp32", "--max-images", "12", "--threads", "2", "--out-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(only(tmp_path, "parity_*_yolact_tiny_*.json").read_text())
+    assert report["images"] == 12 and report["tolerance_ap_points"] == {"fp32": 0.1, "reduced": 0.5, "int8": 1.0}
+    assert list(report["variants"]) == ["pytorch_fp32", "onnxruntime_fp32"]
+    row = report["variants"]["onnxruntime_fp32"]
+    assert row["verdict"] == "pass" and abs(row["delta_ap_points"]["mask/AP"]) <= 0.1
+    assert "| onnxruntime_fp32 |" in only(tmp_path, "parity_*.md").read_text()
+
+
+def test_parity_fails_beyond_its_tolerance(tmp_path):
+    """A tolerance below any real difference (INT8 moves scores) must fail the run."""
+    result = run("-m", "benchmarks.parity", "--recipe-weights", "--config", "yolact_tiny", "--variants", "pytorch_fp32",
+                 "onnxruntime_int8", "--max-images", "12", "--calib-images", "4", "--tol-int8", "0", "--threads", "2",
+                 "--out-dir", str(tmp_path))
+    assert result.returncode == 1 and "onnxruntime_int8 outside tolerance" in result.stderr
+    report = json.loads(only(tmp_path, "parity_*.json").read_text())  # the report is written all the same
+    assert report["variants"]["onnxruntime_int8"]["verdict"] == "FAIL"
+
+
+def test_parity_without_weights_is_one_line(tmp_path):
+    result = run("-m", "benchmarks.parity", "--weights", str(tmp_path / "none.pth"), timeout=120)
+    assert result.returncode == 2 and "none.pth: no such file" in result.stderr
+
+
+def test_readme_performance_section_matches_the_results():
+    result = run("-m", "benchmarks.readme", "--check", timeout=120)
+    assert result.returncode == 0, result.stderr
+

@@ -1,0 +1,207 @@
+"""The deployable variants that ``benchmarks.fps`` times and ``benchmarks.parity`` scores: one model on every
+backend and precision this machine has, each split into the same three stages.
+
+A variant turns a uint8 BGR batch into its raw padded outputs (``graph``: network plus in-graph
+post-processing) and then one image's final detections (``paste``: masks at the image size, pixel boxes).
+PyTorch variants run ``yolact.EndToEnd`` and ``yolact.to_image``, as ``yolact.predict`` does; the others run
+the exported graph through the torch-free ``runtime``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import runtime
+from export.calibration import calibration_files
+from export.onnx_export import export_onnx
+from export.quantize import CALIBRATION_METHODS, quantize_int8
+from yolact import EndToEnd, ImageDetections, Yolact, to_image
+from yolact.checkpoint import load_model
+from yolact.config import get_config
+from yolact.recipe import recipe_model
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A backend and precision. ``kind``: which tolerance applies in parity (fp32, reduced, int8)."""
+
+    name: str
+    backend: str  # pytorch, onnxruntime, openvino, tensorrt
+    precision: str  # fp32, fp16, bf16, int8
+    kind: str
+    nms: str = "fast"
+    compiled: bool = False
+
+
+SPECS = {
+    spec.name: spec
+    for spec in (
+        VariantSpec("pytorch_fp32", "pytorch", "fp32", "fp32"),
+        VariantSpec("pytorch_fp32_traditional_nms", "pytorch", "fp32", "fp32", nms="traditional"),
+        VariantSpec("pytorch_fp16", "pytorch", "fp16", "reduced"),
+        VariantSpec("pytorch_compiled_fp16", "pytorch", "fp16", "reduced", compiled=True),
+        VariantSpec("onnxruntime_fp32", "onnxruntime", "fp32", "fp32"),
+        VariantSpec("onnxruntime_int8", "onnxruntime", "int8", "int8"),
+        VariantSpec("openvino_f32", "openvino", "fp32", "fp32"),
+        VariantSpec("openvino_bf16", "openvino", "bf16", "reduced"),
+        VariantSpec("openvino_int8", "openvino", "int8", "int8"),
+        VariantSpec("tensorrt_fp16", "tensorrt", "fp16", "reduced"),
+        VariantSpec("tensorrt_int8", "tensorrt", "int8", "int8"),
+    )
+}
+REFERENCE = "pytorch_fp32"
+
+
+def skip_reason(spec: VariantSpec, device: str) -> str | None:
+    """Why ``spec`` cannot run here (None: it can)."""
+    cuda = device.startswith("cuda")
+    if spec.backend == "pytorch":
+        if spec.precision == "fp16" and not cuda:
+            return "PyTorch FP16 is timed on CUDA only (CPU half convolutions are slow reference kernels)"
+        if spec.compiled and not cuda:
+            return "torch.compile with CUDA graphs needs a CUDA device"
+        return None
+    if spec.backend == "tensorrt":
+        return None if importlib.util.find_spec("tensorrt") else "TensorRT is not installed (pip install tensorrt, NVIDIA's index)"
+    if importlib.util.find_spec(spec.backend) is None:
+        return f"{spec.backend} is not installed"
+    if cuda and spec.backend == "openvino":
+        return "OpenVINO runs on Intel CPUs and GPUs, not CUDA"
+    if spec.name == "openvino_bf16" and not _cpu_has_bf16():
+        return "this CPU has no native bf16 (OpenVINO would emulate it)"
+    return None
+
+
+def _cpu_has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def load_or_recipe(config: str, weights: Path | None, device: str) -> Yolact:
+    """Trained weights when given; else the authors' recipe weights, which fill every detection slot
+    (random weights detect nothing and would flatter the post-processing)."""
+    model = load_model(weights, config, device) if weights else recipe_model(get_config(config)).to(device)
+    return model.eval()
+
+
+@dataclass
+class GraphFiles:
+    """The exported graphs a run needs, made once and shared by every variant."""
+
+    fp32: Path
+    int8: Path | None
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How the INT8 graph is calibrated (``export.quantize.quantize_int8``), on the embedded train split."""
+
+    images: int = 64
+    method: str = "minmax"
+    keep_ends_fp32: bool = False
+
+
+def export_graphs(model: Yolact, folder: Path, int8: Int8Recipe | None) -> GraphFiles:
+    """ONNX FP32 (and, if a recipe is given, INT8 QDQ) of ``model`` in ``folder``."""
+    fp32 = folder / f"{model.cfg.name}.onnx"
+    export_onnx(model.cpu(), fp32)
+    quantized = None
+    if int8 is not None:
+        quantized = quantize_int8(fp32, folder / f"{model.cfg.name}_int8.onnx", calibration_files(None, int8.images),
+                                  int8.method, int8.keep_ends_fp32)
+    return GraphFiles(fp32, quantized)
+
+
+def add_int8_options(parser, default_images: int) -> None:
+    parser.add_argument("--calib-images", type=int, default=default_images, help="INT8 calibration images (embedded train split)")
+    parser.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax", help="INT8 activation calibration")
+    parser.add_argument("--int8-keep-ends", action="store_true", help="INT8: first and final convolutions stay FP32")
+
+
+def int8_recipe(args) -> Int8Recipe:
+    return Int8Recipe(args.calib_images, args.calib_method, args.int8_keep_ends)
+
+
+class Variant:
+    """A spec made runnable: ``graph(batch) -> raw``, ``paste(raw, i, h, w) -> ImageDetections``, and
+    ``prepare(batch)`` for the part of decoding that moves images to the device."""
+
+    def __init__(self, spec: VariantSpec, executed_on: str, prepare: Callable, graph: Callable, paste: Callable,
+                 num_dets: Callable[[Any], np.ndarray], synchronize: Callable[[], None] = lambda: None):
+        self.spec = spec
+        self.executed_on = executed_on
+        self.prepare = prepare
+        self.graph = graph
+        self.paste = paste
+        self.num_dets = num_dets
+        self.synchronize = synchronize
+
+    def detect(self, images: list[np.ndarray]) -> list[ImageDetections]:
+        """Final detections of same-size images (one batch) or of images of any size (one at a time)."""
+        if len({image.shape for image in images}) == 1:
+            raw = self.graph(self.prepare(np.stack(images)))
+            return [self.paste(raw, i, *image.shape[:2]) for i, image in enumerate(images)]
+        return [self.detect([image])[0] for image in images]
+
+
+def open_variant(spec: VariantSpec, model: Yolact, graphs: GraphFiles | None, device: str, threads: int | None) -> Variant:
+    if spec.backend == "pytorch":
+        return _pytorch_variant(spec, model, device)
+    path = graphs.int8 if spec.precision == "int8" else graphs.fp32
+    precision = {"int8": "fp32", "fp32": "fp32"}.get(spec.precision, spec.precision)
+    segmenter = runtime.Segmenter(path, backend=spec.backend, device=device if spec.backend != "openvino" else None,
+                                  precision=precision, score_threshold=0.0, threads=threads)
+
+    def paste(raw: runtime.RawOutputs, index: int, height: int, width: int) -> ImageDetections:
+        dets = runtime.paste_detections(raw, index, height, width)
+        return ImageDetections(dets.class_ids, dets.scores, dets.boxes, dets.masks)
+
+    return Variant(spec, segmenter.executed_on, lambda batch: batch, segmenter.infer, paste,
+                   lambda raw: np.asarray(raw.num_dets))
+
+
+def _pytorch_variant(spec: VariantSpec, model: Yolact, device: str) -> Variant:
+    torch_device = torch.device(device)
+    model = model.to(torch_device).eval()
+    end_to_end = EndToEnd(model, spec.nms).eval()
+    half = spec.precision == "fp16"
+    if half:
+        end_to_end = end_to_end.to(memory_format=torch.channels_last)
+    if spec.compiled:
+        # CUDA graphs remove the per-kernel launch cost that dominates a batch-1 forward on a fast GPU.
+        end_to_end = torch.compile(end_to_end, mode="reduce-overhead")
+
+    def synchronize() -> None:
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize(torch_device)
+
+    def prepare(batch: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(batch).to(torch_device, non_blocking=True)
+
+    @torch.inference_mode()
+    def graph(images: torch.Tensor):
+        autocast = torch.autocast(torch_device.type, dtype=torch.float16) if half else contextlib.nullcontext()
+        with autocast:
+            result = end_to_end(images)
+        # A CUDA graph replay overwrites its outputs: keep this batch's.
+        return type(result)(*(t.clone() for t in result)) if spec.compiled else result
+
+    @torch.inference_mode()
+    def paste(result, index: int, height: int, width: int) -> ImageDetections:
+        return to_image(result, index, height, width)
+
+    name = torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    return Variant(spec, name, prepare, graph, paste, lambda result: result.num_dets.cpu().numpy(), synchronize)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
