@@ -66,6 +66,7 @@ def targets(report: dict, batch: int, baseline: dict, parity: dict | None) -> li
     """The issue's yardsticks at the smallest batch: best exact and best reduced-precision speed-up over
     PyTorch eager, post-processing share, and Fast NMS against traditional NMS."""
     rows = [r for r in report["results"] if r["batch"] == batch and r["variant"] != BASELINE]
+    parity_on = "" if parity is None or parity["config"] == report["config"] else f" (on {parity['config']}, trained)"
     base_ms = baseline["ms"]["total"]["median"]
     exact = [r for r in rows if r["precision"] == EXACT and r["backend"] != "pytorch"]
     reduced = [r for r in rows if r["precision"] != EXACT]
@@ -77,7 +78,7 @@ def targets(report: dict, batch: int, baseline: dict, parity: dict | None) -> li
         best = min(reduced, key=lambda r: r["ms"]["total"]["median"])
         delta = parity_delta(parity, best["variant"])
         out.append(f"- Best reduced-precision path: {best['variant']}, {base_ms / best['ms']['total']['median']:.2f}x PyTorch eager"
-                   + (f"; its mask AP moves by {delta:+.2f} points in parity." if delta is not None else "."))
+                   + (f"; its mask AP moves by {delta} points in parity{parity_on}." if delta is not None else "."))
     for r in rows:
         if "postprocess_and_paste_share" in r:
             out.append(f"- Post-processing (in the graph, {r['in_graph_postprocess_ms']:.1f} ms: the {r['variant']} graph less its "
@@ -88,14 +89,15 @@ def targets(report: dict, batch: int, baseline: dict, parity: dict | None) -> li
         saved = traditional["ms"]["graph"]["median"] - baseline["ms"]["graph"]["median"]
         delta = parity_delta(parity, "pytorch_fp32_traditional_nms")
         out.append(f"- Fast NMS vs traditional NMS (paper, Table 2a: 11.8 ms faster, -0.1 AP): Fast NMS is {saved:.1f} ms faster per batch"
-                   + (f"; traditional NMS scores {delta:+.2f} mask AP points against it." if delta is not None else "."))
+                   + (f"; traditional NMS scores {delta} mask AP points against it in parity{parity_on}." if delta is not None else "."))
     return out
 
 
-def parity_delta(parity: dict | None, variant: str) -> float | None:
+def parity_delta(parity: dict | None, variant: str) -> str | None:
+    """The variant's mask AP delta in ``parity`` as text, naming the config when parity ran on another."""
     if parity is None or variant not in parity["variants"]:
         return None
-    return parity["variants"][variant]["delta_ap_points"]["mask/AP"]
+    return f"{parity['variants'][variant]['delta_ap_points']['mask/AP']:+.2f}"
 
 
 def parity_section(name: str, report: dict) -> list[str]:
@@ -110,7 +112,8 @@ def parity_section(name: str, report: dict) -> list[str]:
 def training_section(name: str, record: dict) -> list[str]:
     m = record["metrics"]
     return [
-        f"**Default training** (`python -m train`, `{name}`): {record['iterations']} iterations in "
+        f"**Default training** (`python -m train`, `{name}`, curves in `{Path(name).stem}_curves.png`, options compared "
+        f"in `train_options_cpu.md`): {record['iterations']} iterations in "
         f"{record['wall_seconds'] / 60:.1f} min on {record['machine']['cpu']} ({record['machine']['cores']} cores): "
         f"box AP {m['box/AP']:.3f}, mask AP {m['mask/AP']:.3f}, mask AP50 {m['mask/AP50']:.3f} on the embedded val split.",
         "",
@@ -136,7 +139,9 @@ def generate() -> str:
     if "default" in training:
         lines += training_section(*training["default"])
     for name, report in fps_reports():
-        lines += fps_section(name, report, parity.get(report["config"], (None, None))[1])
+        # Speed runs on recipe weights; accuracy needs a trained model, so parity may be another config's.
+        same_config = parity.get(report["config"]) or next(iter(parity.values()), (None, None))
+        lines += fps_section(name, report, same_config[1])
     for config in sorted(parity):
         lines += parity_section(*parity[config])
     for _, found in sorted(newest("cpp_runtime_*.json", lambda r, p: r["config"]).items()):

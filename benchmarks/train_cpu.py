@@ -1,5 +1,6 @@
 """``python -m benchmarks.train_cpu [train options]``: a training run (by default the plain ``python -m
-train``), timed end to end, recorded with the machine it ran on in ``benchmarks/results/train_<date>.json``."""
+train``), timed end to end, recorded with the machine it ran on in ``benchmarks/results/train_<date>.json``
+(with every val evaluation of the run) and its ``curves.png`` as ``train_<date>_curves.png``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 
 from train.options import parse_options
 from train.trainer import run_training
-from yolact.fileio import write_text_atomic
+from train.curves import read_log
+from yolact.fileio import write_bytes_atomic, write_text_atomic
 
 from .machine import machine_details
 
@@ -38,9 +40,12 @@ def main() -> int:
         "wall_seconds": round(wall, 1),
         "skipped_steps": result.skipped_steps,
         "metrics": result.metrics,
+        "evaluations": [row for row in read_log(result.out / "log.jsonl") if "mask/AP" in row],
+        "precision": next(row["precision"] for row in read_log(result.out / "log.jsonl") if "precision" in row),
     }
     path = RESULTS / f"train_{started.strftime('%Y%m%d_%H%M%S')}.json"
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_bytes_atomic(path.with_name(f"{path.stem}_curves.png"), (result.out / "curves.png").read_bytes())
     print(f"{path}: {result.iteration} iterations in {wall / 60:.1f} min; "
           f"mask AP {result.metrics.get('mask/AP', float('nan')):.3f}, "
           f"mask AP50 {result.metrics.get('mask/AP50', float('nan')):.3f}, box AP {result.metrics.get('box/AP', float('nan')):.3f}")

@@ -43,6 +43,7 @@ def summarise(name: str, options: list[str], out: Path, returncode: int) -> dict
         "name": name,
         "options": " ".join(options),
         "returncode": returncode,
+        "precision": next((r["precision"] for r in rows if "precision" in r), None),
         "iterations": steps[-1]["iteration"] if steps else 0,
         "seconds_per_iteration": round(rates[len(rates) // 2], 3) if rates else None,
         "evaluations": evals,
@@ -50,12 +51,18 @@ def summarise(name: str, options: list[str], out: Path, returncode: int) -> dict
     }
 
 
+def finish(name: str, options: list[str], out: Path, proc: subprocess.Popen, log) -> dict:
+    returncode = proc.wait()
+    log.close()
+    return summarise(name, options, out, returncode)
+
+
 def markdown(record: dict) -> str:
     lines = [f"Training recipes on {record['machine']['gpu']['name'] if record['machine']['gpu'] else record['machine']['cpu']}",
-             "", "| variant | options | iterations | s/iter | box AP | mask AP | mask AP50 |", "|---|---|---|---|---|---|---|"]
+             "", "| variant | options | precision | iterations | s/iter | box AP | mask AP | mask AP50 |", "|---|---|---|---|---|---|---|---|"]
     for v in record["variants"]:
         final = v["final"] or {}
-        lines.append(f"| {v['name']} | `{v['options']}` | {v['iterations']} | {v['seconds_per_iteration']} | "
+        lines.append(f"| {v['name']} | `{v['options']}` | {v['precision']} | {v['iterations']} | {v['seconds_per_iteration']} | "
                      + " | ".join(f"{final.get(m, float('nan')):.3f}" for m in METRICS) + " |")
     return "\n".join(lines) + "\n"
 
@@ -66,20 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--common", default="", help="options given to every variant (e.g. '--workers 2')")
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"), help="folder for the runs")
     parser.add_argument("--tag", default="cpu", help="machine tag in the result file name")
+    parser.add_argument("--parallel", type=int, default=0, help="variants run at once (default: all; 1 to time each alone)")
     args = parser.parse_args(argv)
     started = datetime.datetime.now(datetime.timezone.utc)
     args.out.mkdir(parents=True, exist_ok=True)
-    procs = []
+    wall = time.monotonic()
+    variants, running = [], []
     for name, options in args.variants:
+        if args.parallel and len(running) >= args.parallel:
+            variants.append(finish(*running.pop(0)))
         out = args.out / name
         command = [sys.executable, "-m", "train", *shlex.split(args.common), *options, "--out", str(out), "--no-progress"]
         log = open(args.out / f"{name}.out", "w")
-        procs.append((name, options, out, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
-    wall = time.monotonic()
-    variants = []
-    for name, options, out, proc, log in procs:
-        variants.append(summarise(name, options, out, proc.wait()))
-        log.close()
+        running.append((name, options, out, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
+    variants += [finish(*run) for run in running]
     record = {"date": started.isoformat(timespec="seconds"), "machine": machine_details(),
               "wall_seconds": round(time.monotonic() - wall, 1), "common": args.common, "variants": variants}
     stem = RESULTS / f"train_sweep_{args.tag}_{started.strftime('%Y%m%d_%H%M%S')}"

@@ -30,7 +30,8 @@ from yolact.recipe import recipe_model
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """A backend and precision. ``kind``: which tolerance applies in parity (fp32, reduced, int8)."""
+    """A backend and precision. ``kind``: which tolerance applies in parity (fp32, reduced, int8), or
+    ``comparison`` for another algorithm that parity reports but does not judge (traditional NMS)."""
 
     name: str
     backend: str  # pytorch, onnxruntime, openvino, tensorrt
@@ -44,7 +45,7 @@ SPECS = {
     spec.name: spec
     for spec in (
         VariantSpec("pytorch_fp32", "pytorch", "fp32", "fp32"),
-        VariantSpec("pytorch_fp32_traditional_nms", "pytorch", "fp32", "fp32", nms="traditional"),
+        VariantSpec("pytorch_fp32_traditional_nms", "pytorch", "fp32", "comparison", nms="traditional"),
         VariantSpec("pytorch_fp16", "pytorch", "fp16", "reduced"),
         VariantSpec("pytorch_compiled_fp16", "pytorch", "fp16", "reduced", compiled=True),
         VariantSpec("onnxruntime_fp32", "onnxruntime", "fp32", "fp32"),

@@ -56,7 +56,7 @@ def test_frozen_batch_norm_survives_train():
 
 
 def test_a_few_steps_reduce_the_loss(shapes, tmp_path):
-    trainer = Trainer(tiny_options(shapes, tmp_path, lr=0.02), DistContext())
+    trainer = Trainer(tiny_options(shapes, tmp_path, lr=2e-3), DistContext())
     images, targets = next(trainer.stream.batches(0))
     losses = [trainer.train_step(images, targets)[0]["total"] for _ in range(8)]
     assert losses[-1] < 0.8 * losses[0], losses

@@ -21,6 +21,7 @@ from yolact.backbone import torchvision_resnet_keys
 from yolact.checkpoint import CheckpointError, load_state_dict_into
 from yolact.data import CocoDataset, ensure_shapes_dataset, train_transform
 from yolact.losses import YolactLoss
+from yolact.model import YolactOutput
 
 from .checkpoints import load_checkpoint, prune_checkpoints, restore_rng, rng_state, save_checkpoint
 from .curves import draw_curves
@@ -117,6 +118,19 @@ def load_pretrained_backbone(model: Yolact, path: Path) -> None:
         raise TrainError(f"--pretrained-backbone {path}: not a fitting torchvision ResNet ({first_line})") from None
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (elsewhere bf16 autocast would be emulated, and slow)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # torch.cpu's capability probes are the ones its own oneDNN kernels are chosen by.
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def float_outputs(output: YolactOutput) -> YolactOutput:
+    """The network's outputs in float32: the losses (matching, OHEM, BCE) run at full precision."""
+    return YolactOutput(*(t.float() if torch.is_tensor(t) and t.is_floating_point() else t for t in output))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -166,6 +180,9 @@ class Trainer:
         self.model.train()
         self.model.freeze_bn(bn_batch < self.cfg.freeze_bn_below_batch)
         self.model.to(self.device)
+        self.bf16 = self.cfg.train_precision == "bf16" and native_bf16(self.device)
+        self.memory_format = torch.channels_last if self.bf16 else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.network: nn.Module = self.model
         if ctx.enabled:
             if options.sync_bn:
@@ -200,9 +217,11 @@ class Trainer:
         Backward runs even on a non-finite loss so that every DDP rank takes part in the gradient
         reduction; the step is then skipped everywhere. Returns (loss terms, whether the step was taken).
         """
-        images = images.to(self.device, non_blocking=True)
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         targets = [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
-        losses = self.criterion(self.network(images), targets)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            output = self.network(images)
+        losses = self.criterion(float_outputs(output), targets)
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         finite = self.ctx.all_agree(bool(torch.isfinite(losses["total"]).item()), self.device)
@@ -225,6 +244,8 @@ class Trainer:
             disable=not (self.ctx.is_main and self.options.progress),
         )
         batches = self.stream.batches(self.iteration)
+        self.log({"iteration": self.iteration, "precision": "bf16 autocast, channels-last" if self.bf16 else "fp32",
+                  "device": str(self.device)})
         while self.iteration < self.cfg.max_iter:
             losses, stepped = self.train_step(*next(batches))
             bar.update(1)

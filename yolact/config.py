@@ -33,6 +33,7 @@ IMAGENET_STD_BGR = (57.38, 57.12, 58.40)
 
 BASE_SCALES = (24, 48, 96, 192, 384)
 OPTIMIZERS = ("sgd", "adamw")
+TRAIN_PRECISIONS = ("fp32", "bf16")
 
 
 def scales_for_size(size: int, base_size: int = 550) -> tuple[int, ...]:
@@ -72,6 +73,9 @@ class YolactConfig:
     # Training. "sgd" (momentum, weight decay on every parameter) is the authors' recipe; "adamw" (decoupled
     # weight decay, none on norms and biases) is what moves a network trained from scratch.
     optimizer: str = "sgd"
+    # "fp32" as the authors train, or "bf16": autocast to bfloat16 with channels-last weights where the device
+    # computes bf16 natively (CUDA, CPUs with AVX-512 BF16 or AMX), about 1.8x faster training on such a CPU.
+    train_precision: str = "fp32"
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -103,6 +107,8 @@ class YolactConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"config {self.name!r}: optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.train_precision not in TRAIN_PRECISIONS:
+            raise ValueError(f"config {self.name!r}: train_precision must be one of {TRAIN_PRECISIONS}, not {self.train_precision!r}")
 
     @property
     def num_classes(self) -> int:
@@ -158,6 +164,7 @@ def _resnet18_from_scratch(name: str, size: int, channels: int, max_iter: int, l
         max_iter=max_iter,
         lr_steps=lr_steps,
         optimizer="adamw",
+        train_precision="bf16",
         lr=1e-3,
         weight_decay=0.05,
         warmup_iters=100,
@@ -180,7 +187,7 @@ CONFIGS: dict[str, YolactConfig] = {
         _YOLACT_BASE.replace(name="yolact_im700", max_size=700, pred_scales=scales_for_size(700)),
         # Trained from scratch: the CPU training default on the embedded dataset, sized so that
         # `python -m train` fits in 30 minutes on 2 CPU cores.
-        _resnet18_from_scratch("yolact_small", size=192, channels=64, max_iter=3_600, lr_steps=(2_700, 3_300)),
+        _resnet18_from_scratch("yolact_small", size=192, channels=64, max_iter=5_000, lr_steps=(3_750, 4_600)),
         # Unit tests.
         _resnet18_from_scratch("yolact_tiny", size=128, channels=32, max_iter=200, lr_steps=(150,)),
     )
