@@ -83,8 +83,7 @@ def time_variant(args: argparse.Namespace) -> dict:
     torch.backends.cudnn.benchmark = True
     spec = SPECS[args.worker]
     graphs = GraphFiles(args.graphs / f"{args.config}.onnx", args.graphs / f"{args.config}_int8.onnx")
-    model = load_or_recipe(args.config, args.weights, args.device)
-    variant = open_variant(spec, model, graphs, args.device, args.threads)
+    variant = open_variant(spec, lambda: load_or_recipe(args.config, args.weights, args.device), graphs, args.device, args.threads)
     network = None
     if spec.name == "onnxruntime_fp32":
         options = ort.SessionOptions()

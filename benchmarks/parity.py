@@ -109,8 +109,9 @@ def main(argv=None) -> int:
         graphs = export_graphs(model, Path(scratch), int8_recipe(args) if needs_int8 else None) if any(
             SPECS[n].backend != "pytorch" for n in runnable) else None
         for name in runnable:
-            # A model of its own per variant: a variant may move it or change its memory layout.
-            variant = open_variant(SPECS[name], load_or_recipe(args.config, weights, args.device), graphs, args.device, args.threads)
+            # A model of its own per PyTorch variant: a variant may move it or change its memory layout.
+            variant = open_variant(SPECS[name], lambda: load_or_recipe(args.config, weights, args.device), graphs,
+                                   args.device, args.threads)
             print(f"{name} on {variant.executed_on}")
             result = evaluate_detector(variant.detect, dataset, batch_size=8, max_images=args.max_images)
             metrics[name] = {k: float(result.metrics[k]) for k in METRICS}

@@ -153,11 +153,15 @@ class Variant:
         return [self.detect([image])[0] for image in images]
 
 
-def open_variant(spec: VariantSpec, model: Yolact, graphs: GraphFiles | None, device: str, threads: int | None) -> Variant:
+def open_variant(
+    spec: VariantSpec, load_model: Callable[[], Yolact], graphs: GraphFiles | None, device: str, threads: int | None
+) -> Variant:
+    """``spec`` ready to run: PyTorch variants on a model from ``load_model`` (called only for them, so that
+    the others hold no PyTorch weights), the others on the exported ``graphs``."""
     if spec.backend == "pytorch":
-        return _pytorch_variant(spec, model, device)
+        return _pytorch_variant(spec, load_model(), device)
     path = graphs.int8 if spec.precision == "int8" else graphs.fp32
-    precision = {"int8": "fp32", "fp32": "fp32"}.get(spec.precision, spec.precision)
+    precision = "fp32" if spec.precision == "int8" else spec.precision  # the INT8 graph's other ops stay FP32
     segmenter = runtime.Segmenter(path, backend=spec.backend, device=device if spec.backend != "openvino" else None,
                                   precision=precision, score_threshold=0.0, threads=threads)
 
