@@ -69,7 +69,7 @@ def fast_nms(
     # Only higher-scoring boxes (rows above the diagonal) may suppress; a constant mask rather than triu
     # keeps the exported graph free of Trilu.
     higher = torch.ones(t, t, dtype=torch.bool, device=iou.device).triu(diagonal=1)
-    iou_max = torch.where(higher, iou, torch.zeros_like(iou)).max(dim=-2).values
+    iou_max = torch.where(higher, iou, 0.0).max(dim=-2).values  # a scalar: no zero tensor of the IoU's size
     keep = (iou_max <= iou_thresh) & (top_scores >= 0)
     return top_scores, top_index, keep
 
