@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from yolact.fileio import atomic_path  # noqa: E402
+from train.curves import save_figure  # also selects the Agg backend: files only
 
 STAGE_COLORS = {"decode_upload": "#8c8c8c", "graph": "#2b6cb0", "paste": "#dd6b20"}
-
-
-def save_figure(fig, path: Path) -> None:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def fps_chart(report: dict, path: Path) -> None:

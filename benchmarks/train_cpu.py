@@ -30,6 +30,7 @@ def main() -> int:
     wall_start = time.monotonic()
     result = run_training(options)
     wall = time.monotonic() - wall_start
+    log = read_log(result.out / "log.jsonl")
     record = {
         "command": " ".join(["python -m train", *argv]),
         "date": started.isoformat(timespec="seconds"),
@@ -40,8 +41,8 @@ def main() -> int:
         "wall_seconds": round(wall, 1),
         "skipped_steps": result.skipped_steps,
         "metrics": result.metrics,
-        "evaluations": [row for row in read_log(result.out / "log.jsonl") if "mask/AP" in row],
-        "precision": next(row["precision"] for row in read_log(result.out / "log.jsonl") if "precision" in row),
+        "evaluations": [row for row in log if "mask/AP" in row],
+        "precision": next(row["precision"] for row in log if "precision" in row),
     }
     path = RESULTS / f"train_{started.strftime('%Y%m%d_%H%M%S')}.json"
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from train.curves import read_log
 from yolact.fileio import write_text_atomic
 
 from .machine import machine_details
@@ -34,7 +35,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 
 def summarise(name: str, options: list[str], out: Path, returncode: int) -> dict:
     """Per variant: its evaluations, the last one, and the median seconds per iteration between log rows."""
-    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()] if (out / "log.jsonl").exists() else []
+    rows = read_log(out / "log.jsonl") if (out / "log.jsonl").exists() else []
     evals = [{"iteration": r["iteration"], **{m: round(r[m], 4) for m in METRICS}} for r in rows if "mask/AP" in r]
     steps = [r for r in rows if "lr" in r]
     rates = sorted((b["time"] - a["time"]) / (b["iteration"] - a["iteration"]) for a, b in zip(steps, steps[1:])

@@ -38,7 +38,12 @@ def draw_curves(log_path: Path, png_path: Path) -> None:
     ap_ax.set(xlabel="iteration", ylabel="AP (val)", ylim=(0, 1), title="validation AP")
     ap_ax.grid(alpha=0.3)
     ap_ax.legend(fontsize=8)
+    save_figure(fig, png_path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out ``fig``, write it as PNG atomically and release it."""
     fig.tight_layout()
-    with atomic_path(png_path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
