@@ -10,28 +10,60 @@ from yolact.fileio import atomic_path
 from .calibration import calibration_batches
 from .onnx_export import INPUT_NAME
 
-# Only the convolutions (backbone, FPN, protonet, heads: nearly all the compute) are quantized; the
-# post-processing (softmax, box decoding, IoU, mask assembly) stays FP32, where INT8 would move boxes and
-# reorder scores.
-QUANTIZED_OPS = ["Conv"]
+# The network (backbone, FPN, protonet, heads: from the first convolution to the final ones) is quantized
+# whole: its convolutions and the ReLUs, residual and FPN additions, max-pool, upsampling and
+# concatenations between them, so activations stay INT8 from one convolution to the next instead of
+# being dequantized around every other op (onnxruntime fuses the additions into QLinearAdd, OpenVINO the
+# quantize steps into its INT8 convolutions). What comes before (resize, normalisation) and after
+# (softmax, box decoding, IoU, mask assembly) stays FP32: INT8 there would move boxes and reorder scores.
+QUANTIZED_OPS = ["Conv", "Relu", "Add", "MaxPool", "Resize", "Concat"]
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+def _consumers(nodes: list) -> dict[str, list[int]]:
+    """Tensor name -> indices of the nodes that read it."""
+    consumers: dict[str, list[int]] = {}
+    for index, node in enumerate(nodes):
+        for name in node.input:
+            consumers.setdefault(name, []).append(index)
+    return consumers
+
+
+def _upstream_of(nodes: list, consumers: dict[str, list[int]], targets: list[bool]) -> list[bool]:
+    """Per node: whether a target lies downstream of it. ONNX nodes are topologically sorted, so walking
+    them backwards sees every consumer before its producer."""
+    upstream = [False] * len(nodes)
+    for index in reversed(range(len(nodes))):
+        upstream[index] = any(targets[c] or upstream[c] for name in nodes[index].output for c in consumers.get(name, []))
+    return upstream
+
+
+def _final_convolution_flags(nodes: list, consumers: dict[str, list[int]]) -> list[bool]:
+    convolutions = [node.op_type == "Conv" for node in nodes]
+    feeds_conv = _upstream_of(nodes, consumers, convolutions)
+    return [conv and not feeds for conv, feeds in zip(convolutions, feeds_conv)]
 
 
 def final_convolutions(model) -> list:
     """The Conv nodes with no Conv downstream: the prediction heads' and the protonet's last layers, whose
     outputs are what the post-processing reads."""
     nodes = list(model.graph.node)
-    consumers: dict[str, list[int]] = {}
-    for index, node in enumerate(nodes):
-        for name in node.input:
-            consumers.setdefault(name, []).append(index)
-    # ONNX nodes are topologically sorted: walking them backwards sees every consumer before its producer.
-    feeds_conv = [False] * len(nodes)
-    for index in reversed(range(len(nodes))):
-        feeds_conv[index] = any(
-            nodes[c].op_type == "Conv" or feeds_conv[c] for name in nodes[index].output for c in consumers.get(name, [])
-        )
-    return [node for index, node in enumerate(nodes) if node.op_type == "Conv" and not feeds_conv[index]]
+    return [node for node, final in zip(nodes, _final_convolution_flags(nodes, _consumers(nodes))) if final]
+
+
+def network_nodes(model) -> list:
+    """The first convolution, the final ones, and every node downstream of the first and upstream of a final."""
+    nodes = list(model.graph.node)
+    consumers = _consumers(nodes)
+    first = next(index for index, node in enumerate(nodes) if node.op_type == "Conv")
+    after_first = [index == first for index in range(len(nodes))]
+    for index in range(first, len(nodes)):
+        if after_first[index]:
+            for c in (c for name in nodes[index].output for c in consumers.get(name, [])):
+                after_first[c] = True
+    final = _final_convolution_flags(nodes, consumers)
+    feeds_final = _upstream_of(nodes, consumers, final)
+    return [node for node, a, f, b in zip(nodes, after_first, final, feeds_final) if a and (f or b)]
 
 
 class _ImageReader:
@@ -57,6 +89,7 @@ def quantize_int8(
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}")
     source = onnx.load(str(onnx_path))
+    network = [node.name for node in network_nodes(source) if node.op_type in QUANTIZED_OPS]
     excluded = []
     if keep_ends_fp32:
         convolutions = [node for node in source.graph.node if node.op_type == "Conv"]
@@ -69,6 +102,7 @@ def quantize_int8(
             _ImageReader(files),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS,
+            nodes_to_quantize=network,
             nodes_to_exclude=excluded,
             per_channel=True,
             activation_type=QuantType.QUInt8,
@@ -78,6 +112,6 @@ def quantize_int8(
         )
         quantized = onnx.load(str(tmp))
         source_props = {p.key: p.value for p in source.metadata_props}
-        onnx.helper.set_model_props(quantized, {**source_props, "yolact.precision": f"int8 (onnxruntime QDQ, Conv only; {recipe})"})
+        onnx.helper.set_model_props(quantized, {**source_props, "yolact.precision": f"int8 (onnxruntime QDQ, the network from first to final convolution; {recipe})"})
         onnx.save(quantized, str(tmp))
     return Path(out)

@@ -13,6 +13,7 @@ import torch
 
 from export.__main__ import main
 from export.onnx_export import OUTPUT_NAMES, read_metadata, run_onnxruntime
+from export.quantize import final_convolutions, network_nodes
 from export.trt_check import check_model
 from yolact import EndToEnd, Yolact, get_config, save_weights
 from yolact.box_utils import decode
@@ -175,6 +176,18 @@ def test_trt_check_passes_our_graph(exported, capsys):
     assert "PASS" in capsys.readouterr().out
 
 
+def test_network_nodes_span_first_to_final_convolution(exported):
+    model = onnx.load(str(exported[1]))
+    network = network_nodes(model)
+    ops = {n.op_type for n in network}
+    assert {"Conv", "Relu", "Add", "Resize"} <= ops
+    assert not ops & {"Softmax", "TopK", "Sigmoid", "MatMul", "Div"}  # preprocessing and post-processing
+    convolutions = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert network[0].name == convolutions[0].name
+    assert {n.name for n in final_convolutions(model)} <= {n.name for n in network}
+    assert {n.name for n in convolutions} <= {n.name for n in network}
+
+
 def test_int8_onnx_runs(exported, tmp_path, capsys):
     _, onnx_path, weights = exported
     calib = tmp_path / "calib"
@@ -185,6 +198,12 @@ def test_int8_onnx_runs(exported, tmp_path, capsys):
     assert main(["--weights", str(weights), "--int8", "--calib", str(calib), "--out", str(out), "--no-check"]) == 0
     graph = onnx.load(str(out))
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.graph.node}
+    # The whole network is INT8: every addition in it (residual, FPN) reads dequantized INT8 tensors.
+    produced_by = {o: n.op_type for n in graph.graph.node for o in n.output}
+    quantized_adds = [n for n in graph.graph.node
+                      if n.op_type == "Add" and all(produced_by.get(i) == "DequantizeLinear" for i in n.input)]
+    network_adds = [n for n in network_nodes(onnx.load(str(onnx_path))) if n.op_type == "Add"]
+    assert len(quantized_adds) == len(network_adds) > 0
     assert read_metadata(graph)["yolact.config_name"] == "yolact_tiny"
     num_dets, boxes, *_ = run_onnxruntime(out, sample_images(2))
     assert boxes.shape == (2, 100, 4) and num_dets[1] == 0

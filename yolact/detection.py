@@ -46,7 +46,7 @@ def candidate_scores(scores: torch.Tensor, conf_thresh: float) -> torch.Tensor:
     """The authors' pre-filter: a prior stays (with all its class scores) only if its best class scores
     strictly above ``conf_thresh``; the others get -1 so they sort after every candidate. [B, P, C]."""
     is_candidate = scores.max(dim=-1).values > conf_thresh
-    return torch.where(is_candidate[..., None], scores, torch.full_like(scores, -1.0))
+    return torch.where(is_candidate[..., None], scores, -1.0)
 
 
 def fast_nms(
@@ -68,8 +68,10 @@ def fast_nms(
     iou = _pairwise_iou(top_boxes)
     # Only higher-scoring boxes (rows above the diagonal) may suppress; a constant mask rather than triu
     # keeps the exported graph free of Trilu.
-    higher = torch.ones(t, t, dtype=torch.bool, device=iou.device).triu(diagonal=1)
-    iou_max = torch.where(higher, iou, 0.0).max(dim=-2).values  # a scalar: no zero tensor of the IoU's size
+    # Multiplying by the 0/1 mask equals zeroing with triu for every box of positive area (IoU finite and
+    # >= 0) and costs a fifth of a broadcast Where in onnxruntime.
+    higher = torch.ones(t, t, dtype=iou.dtype, device=iou.device).triu(diagonal=1)
+    iou_max = (iou * higher).max(dim=-2).values
     keep = (iou_max <= iou_thresh) & (top_scores >= 0)
     return top_scores, top_index, keep
 
