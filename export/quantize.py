@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from yolact.fileio import atomic_path
 
 from .calibration import calibration_batches
@@ -14,7 +16,7 @@ from .onnx_export import INPUT_NAME
 # whole: its convolutions and the ReLUs, residual and FPN additions, max-pool, upsampling and
 # concatenations between them, so activations stay INT8 from one convolution to the next instead of
 # being dequantized around every other op (onnxruntime fuses the additions into QLinearAdd, OpenVINO the
-# quantize steps into its INT8 convolutions). What comes before (resize, normalisation) and after
+# quantize steps into its INT8 convolutions). What comes before (resize, mean subtraction) and after
 # (softmax, box decoding, IoU, mask assembly) stays FP32: INT8 there would move boxes and reorder scores.
 QUANTIZED_OPS = ["Conv", "Relu", "Add", "MaxPool", "Resize", "Concat"]
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -66,6 +68,44 @@ def network_nodes(model) -> list:
     return [node for node, a, f, b in zip(nodes, after_first, final, feeds_final) if a and (f or b)]
 
 
+def fold_input_scaling(model) -> bool:
+    """Fold the normalisation's division and the BGR -> RGB flip in front of the first convolution into its
+    weights (conv(flip(x / d)) = conv'(x) with w'[:, c] = w[:, C-1-c] / d[c]; zero padding stays zero), in
+    place. In FP32 that would move results by rounding; here the convolution's input is quantized anyway,
+    and onnxruntime, which runs INT8 convolutions channels-last, would otherwise divide and flip 3-channel
+    pixels one by one. Returns whether the graph had that shape."""
+    from onnx import numpy_helper
+
+    nodes = list(model.graph.node)
+    producers = {name: node for node in nodes for name in node.output}
+    initializers = {i.name: i for i in model.graph.initializer}
+    readers = _consumers(nodes)
+    conv = next(node for node in nodes if node.op_type == "Conv")
+    flip = producers.get(conv.input[0])
+    divide = producers.get(flip.input[0]) if flip is not None else None
+    if flip is None or divide is None or flip.op_type != "Slice" or divide.op_type != "Div":
+        return False
+    constant = [numpy_helper.to_array(initializers[name]) if name in initializers else None for name in flip.input[1:]]
+    if len(constant) != 4 or any(c is None for c in constant) or divide.input[1] not in initializers:
+        return False
+    starts, ends, axes, steps = (c.tolist() for c in constant)
+    weight = numpy_helper.to_array(initializers[conv.input[1]])
+    channels = weight.shape[1]
+    divisor = np.broadcast_to(numpy_helper.to_array(initializers[divide.input[1]]).reshape(-1), (channels,))
+    is_flip = axes == [1] and steps == [-1] and starts == [-1] and ends[0] <= -channels - 1
+    if not is_flip or len(readers[flip.output[0]]) != 1 or len(readers[divide.output[0]]) != 1:
+        return False
+    scaled = (weight[:, ::-1] / divisor[None, :, None, None]).astype(weight.dtype)
+    initializers[conv.input[1]].CopyFrom(numpy_helper.from_array(scaled, conv.input[1]))
+    conv.input[0] = divide.input[0]
+    model.graph.node.remove(flip)
+    model.graph.node.remove(divide)
+    used = {name for node in model.graph.node for name in node.input}
+    for unused in [i for i in model.graph.initializer if i.name not in used]:
+        model.graph.initializer.remove(unused)
+    return True
+
+
 class _ImageReader:
     """onnxruntime's CalibrationDataReader protocol over uint8 image batches."""
 
@@ -89,15 +129,18 @@ def quantize_int8(
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}")
     source = onnx.load(str(onnx_path))
-    network = [node.name for node in network_nodes(source) if node.op_type in QUANTIZED_OPS]
+    folded = onnx.ModelProto()
+    folded.CopyFrom(source)
+    fold_input_scaling(folded)
+    network = [node.name for node in network_nodes(folded) if node.op_type in QUANTIZED_OPS]
     excluded = []
     if keep_ends_fp32:
-        convolutions = [node for node in source.graph.node if node.op_type == "Conv"]
-        excluded = [node.name for node in [convolutions[0], *final_convolutions(source)]]
+        convolutions = [node for node in folded.graph.node if node.op_type == "Conv"]
+        excluded = [node.name for node in [convolutions[0], *final_convolutions(folded)]]
     recipe = f"{method} calibration on {len(files)} images" + (", first and final convolutions FP32" if keep_ends_fp32 else "")
     with atomic_path(out) as tmp:
         quantize_static(
-            str(onnx_path),
+            folded,
             str(tmp),
             _ImageReader(files),
             quant_format=QuantFormat.QDQ,

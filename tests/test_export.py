@@ -13,7 +13,7 @@ import torch
 
 from export.__main__ import main
 from export.onnx_export import OUTPUT_NAMES, read_metadata, run_onnxruntime
-from export.quantize import final_convolutions, network_nodes
+from export.quantize import final_convolutions, fold_input_scaling, network_nodes
 from export.trt_check import check_model
 from yolact import EndToEnd, Yolact, get_config, save_weights
 from yolact.box_utils import decode
@@ -186,6 +186,20 @@ def test_network_nodes_span_first_to_final_convolution(exported):
     assert network[0].name == convolutions[0].name
     assert {n.name for n in final_convolutions(model)} <= {n.name for n in network}
     assert {n.name for n in convolutions} <= {n.name for n in network}
+
+
+def test_input_scaling_folds_into_the_first_convolution(exported, tmp_path):
+    _, onnx_path, _ = exported
+    model = onnx.load(str(onnx_path))
+    assert fold_input_scaling(model)
+    ops_before_first_conv = [n.op_type for n in model.graph.node[: [n.op_type for n in model.graph.node].index("Conv")]]
+    assert "Div" not in ops_before_first_conv and "Slice" not in ops_before_first_conv
+    folded = tmp_path / "folded.onnx"
+    onnx.save(model, str(folded))
+    images = sample_images(3)
+    for original, refolded in zip(run_onnxruntime(onnx_path, images), run_onnxruntime(folded, images)):
+        np.testing.assert_allclose(refolded, original, atol=1e-4, rtol=0)
+    assert not fold_input_scaling(model)  # already folded: no flip left to fold
 
 
 def test_int8_onnx_runs(exported, tmp_path, capsys):
