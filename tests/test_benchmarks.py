@@ -38,9 +38,8 @@ def test_fps_times_every_stage_of_each_variant(tmp_path):
         assert row["ms"]["total"]["median"] > 0 and row["images_per_s"] > 0 and row["peak_rss_mib"] > 0
         assert {"decode_upload", "graph", "paste", "total"} <= set(row["ms"])
     ort_row = report["results"][2]
-    # In-graph post-processing is the graph less its network-only cut (2 timed runs here: only the arithmetic
-    # is checked, a tiny model's difference is within noise).
-    assert ort_row["network_ms"] > 0
+    # The in-graph post-processing is timed alone (a real, positive time); the rest of the graph is the network.
+    assert 0 < ort_row["in_graph_postprocess_ms"] < ort_row["ms"]["graph"]["median"] * 2
     assert abs(ort_row["network_ms"] + ort_row["in_graph_postprocess_ms"] - ort_row["ms"]["graph"]["median"]) < 1e-2
     share = (ort_row["in_graph_postprocess_ms"] + ort_row["ms"]["paste"]["median"]) / ort_row["ms"]["total"]["median"]
     assert abs(ort_row["postprocess_and_paste_share"] - share) < 1e-3
