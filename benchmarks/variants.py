@@ -191,10 +191,12 @@ def _pytorch_variant(spec: VariantSpec, model: Yolact, device: str) -> Variant:
     def prepare(batch: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(batch).to(torch_device, non_blocking=True)
 
-    @torch.inference_mode()
+    # Under inference_mode, torch.compile fails its own guard on the priors (a tensor made from NumPy).
+    no_grad = torch.no_grad if spec.compiled else torch.inference_mode
+
     def graph(images: torch.Tensor):
         autocast = torch.autocast(torch_device.type, dtype=torch.float16) if half else contextlib.nullcontext()
-        with autocast:
+        with no_grad(), autocast:
             result = end_to_end(images)
         # A CUDA graph replay overwrites its outputs: keep this batch's.
         return type(result)(*(t.clone() for t in result)) if spec.compiled else result

@@ -87,3 +87,27 @@ def test_readme_performance_section_matches_the_results():
     result = run("-m", "benchmarks.readme", "--check", timeout=120)
     assert result.returncode == 0, result.stderr
 
+
+
+def test_compiled_pytorch_variant_equals_eager():
+    """The GPU-only torch.compile variant's code path, run on the CPU at FP32: same detections as eager."""
+    import numpy as np
+    import torch
+
+    from benchmarks.variants import VariantSpec, open_variant
+    from yolact.config import get_config
+    from yolact.recipe import recipe_model
+
+    def tiny():
+        return recipe_model(get_config("yolact_tiny")).eval()
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 90, 120, 3), dtype=np.uint8)
+    eager = open_variant(VariantSpec("eager", "pytorch", "fp32", "fp32"), tiny, None, "cpu", 2)
+    compiled = open_variant(VariantSpec("compiled", "pytorch", "fp32", "fp32", compiled=True), tiny, None, "cpu", 2)
+    expected = eager.graph(eager.prepare(images))
+    for _ in range(2):  # compiling run, then a cached one
+        result = compiled.graph(compiled.prepare(images))
+        assert result.num_dets.tolist() == expected.num_dets.tolist() == [100, 100]
+        assert torch.equal(result.classes, expected.classes)
+        torch.testing.assert_close(result.boxes, expected.boxes, atol=1e-5, rtol=0)
+        torch.testing.assert_close(result.masks, expected.masks, atol=1e-4, rtol=0)
