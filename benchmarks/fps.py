@@ -45,6 +45,7 @@ from .variants import (SPECS, GraphFiles, add_int8_options, export_graphs, int8_
 
 RESULTS = Path(__file__).parent / "results"
 STAGES = ("decode_upload", "graph", "paste")
+NETWORK_GRAPH, POST_PROCESSING_GRAPH = "network_only.onnx", "post_processing.onnx"
 
 
 def encoded_images(count: int, height: int, width: int) -> list[bytes]:
@@ -57,30 +58,28 @@ def encoded_images(count: int, height: int, width: int) -> list[bytes]:
     return encoded
 
 
-def split_at_final_convolutions(fp32: Path, folder: Path) -> tuple[Path, Path]:
-    """The exported graph in two: the network (up to its last convolutions, every Conv with no Conv
+def split_at_final_convolutions(fp32: Path, folder: Path) -> None:
+    """Write the exported graph in two: the network (up to its last convolutions, every Conv with no Conv
     downstream) and the post-processing (from their outputs, and the images, to the graph's outputs)."""
     model = onnx.shape_inference.infer_shapes(onnx.load(str(fp32)))
     finals = [node.output[0] for node in final_convolutions(model)]
     extractor = onnx.utils.Extractor(model)
-    network, post = folder / "network_only.onnx", folder / "post_processing.onnx"
-    onnx.save(extractor.extract_model([INPUT_NAME], finals), str(network))
-    onnx.save(extractor.extract_model([INPUT_NAME, *finals], list(OUTPUT_NAMES)), str(post))
-    return network, post
+    onnx.save(extractor.extract_model([INPUT_NAME], finals), str(folder / NETWORK_GRAPH))
+    onnx.save(extractor.extract_model([INPUT_NAME, *finals], list(OUTPUT_NAMES)), str(folder / POST_PROCESSING_GRAPH))
 
 
 class PostProcessingTimer:
     """Times the graph's post-processing on its own: the network runs once (untimed) to give it its inputs.
-    Measured directly, not as the full graph less the network, whose difference the run-to-run noise of a
-    ~350 ms graph would swamp."""
+    Measured directly, not as the full graph less the network: on a large model the run-to-run noise of
+    both would swamp their difference."""
 
     def __init__(self, graphs: Path, threads: int | None):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        self.network = ort.InferenceSession(str(graphs / "network_only.onnx"), options, providers=providers)
-        self.post = ort.InferenceSession(str(graphs / "post_processing.onnx"), options, providers=providers)
+        self.network = ort.InferenceSession(str(graphs / NETWORK_GRAPH), options, providers=providers)
+        self.post = ort.InferenceSession(str(graphs / POST_PROCESSING_GRAPH), options, providers=providers)
 
     def times_ms(self, images: np.ndarray, warmup: int, iters: int) -> list[float]:
         outputs = dict(zip((o.name for o in self.network.get_outputs()), self.network.run(None, {INPUT_NAME: images})))
