@@ -272,7 +272,7 @@ def main(argv=None) -> int:
         "device": args.device,
         "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{machine['cpu']}, {machine['threads']} threads",
         "machine": machine,
-        "int8_recipe": vars(int8_recipe(args)),
+        "int8_recipe": int8_recipe(args).record(),
         "results": results,
         "skipped": skipped,
     }

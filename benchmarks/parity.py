@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         "tolerance_ap_points": tolerances,
         "variants": rows,
         "skipped": skipped,
-        "int8_recipe": vars(int8_recipe(args)),
+        "int8_recipe": int8_recipe(args).record(),
         "machine": machine,
     }
     tag = machine_tag(machine if args.device.startswith("cuda") else {**machine, "gpu": None})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +21,7 @@ import torch
 import runtime
 from export.calibration import calibration_files
 from export.onnx_export import export_onnx
-from export.quantize import CALIBRATION_METHODS, quantize_int8
+from export.quantize import CALIBRATION_METHODS, QUANTIZED_OPS, quantize_int8
 from yolact import EndToEnd, ImageDetections, Yolact, to_image
 from yolact.checkpoint import load_model
 from yolact.config import get_config
@@ -108,6 +108,10 @@ class Int8Recipe:
     images: int = 64
     method: str = "minmax"
     keep_ends_fp32: bool = False
+
+    def record(self) -> dict:
+        """The recipe as a results file states it, with what it quantizes."""
+        return {**asdict(self), "quantized": f"the network, first to final convolution: {', '.join(QUANTIZED_OPS)}"}
 
 
 def export_graphs(model: Yolact, folder: Path, int8: Int8Recipe | None) -> GraphFiles:

@@ -76,6 +76,8 @@ def test_parity_fails_beyond_its_tolerance(tmp_path):
     assert result.returncode == 1 and "onnxruntime_int8 outside tolerance" in result.stderr
     report = json.loads(only(tmp_path, "parity_*.json").read_text())  # the report is written all the same
     assert report["variants"]["onnxruntime_int8"]["verdict"] == "FAIL"
+    recipe = report["int8_recipe"]
+    assert recipe["images"] == 4 and recipe["method"] == "minmax" and "Conv, Relu, Add" in recipe["quantized"]
 
 
 def test_parity_without_weights_is_one_line(tmp_path):
