@@ -105,8 +105,9 @@ def summary(times_ms: list[float]) -> dict:
     return {"median": round(float(np.median(times_ms)), 3), "p90": round(float(np.percentile(times_ms, 90)), 3)}
 
 
-def time_variant(args: argparse.Namespace) -> dict:
-    """The worker: one variant at every batch size; prints its record as JSON."""
+def sample_variant(args: argparse.Namespace) -> list[dict]:
+    """The worker: one variant at every batch size, ``args.iters`` timed runs each after ``args.warmup``;
+    prints and returns its raw samples (per batch: each stage's times, detections pasted, peak memory)."""
     set_threads(args.threads)
     torch.backends.cudnn.benchmark = True
     spec = SPECS[args.worker]
@@ -135,23 +136,10 @@ def time_variant(args: argparse.Namespace) -> dict:
             for stage, (a, b) in zip((*STAGES, "total"), ((start, decoded), (decoded, graphed), (graphed, done), (start, done))):
                 stage_times[stage].append((b - a) * 1000)
             detections += [len(d) for d in pasted]
-        stages = {stage: summary(times) for stage, times in stage_times.items()}
-        row = {
-            "variant": spec.name,
-            "backend": spec.backend,
-            "precision": spec.precision,
-            "executed_on": variant.executed_on,
-            "batch": batch,
-            "iters": args.iters,
-            "ms": stages,
-            "images_per_s": round(batch * 1000 / stages["total"]["median"], 2),
-            "detections_per_image": round(float(np.mean(detections)), 1),
-        }
+        row = {"variant": spec.name, "backend": spec.backend, "precision": spec.precision,
+               "executed_on": variant.executed_on, "batch": batch, "samples_ms": stage_times, "detections": detections}
         if post_processing is not None:
-            post_ms = float(np.median(post_processing.times_ms(images, args.warmup, args.iters)))
-            row["in_graph_postprocess_ms"] = round(post_ms, 3)
-            row["network_ms"] = round(stages["graph"]["median"] - post_ms, 3)
-            row["postprocess_and_paste_share"] = round((post_ms + stages["paste"]["median"]) / stages["total"]["median"], 4)
+            row["post_processing_ms"] = post_processing.times_ms(images, args.warmup, args.iters)
         rows.append(row)
     peak = {"peak_rss_mib": peak_rss_mib()}
     if args.device.startswith("cuda"):
@@ -159,13 +147,37 @@ def time_variant(args: argparse.Namespace) -> dict:
     for row in rows:
         row.update(peak)
     print(json.dumps(rows))
-    return {"rows": rows}
+    return rows
 
 
-def run_worker(args: argparse.Namespace, name: str, graphs: Path) -> tuple[list[dict], str | None]:
+def summarize(samples: list[dict]) -> dict:
+    """One variant at one batch size from the raw samples of every round: medians over all timed runs."""
+    first = samples[0]
+    times = {stage: [t for s in samples for t in s["samples_ms"][stage]] for stage in first["samples_ms"]}
+    stages = {stage: summary(values) for stage, values in times.items()}
+    row = {key: first[key] for key in ("variant", "backend", "precision", "executed_on", "batch")}
+    row.update({
+        "iters": len(times["total"]),
+        "rounds": len(samples),
+        "ms": stages,
+        "images_per_s": round(first["batch"] * 1000 / stages["total"]["median"], 2),
+        "detections_per_image": round(float(np.mean([d for s in samples for d in s["detections"]])), 1),
+    })
+    if "post_processing_ms" in first:
+        post_ms = float(np.median([t for s in samples for t in s["post_processing_ms"]]))
+        row["in_graph_postprocess_ms"] = round(post_ms, 3)
+        row["network_ms"] = round(stages["graph"]["median"] - post_ms, 3)
+        row["postprocess_and_paste_share"] = round((post_ms + stages["paste"]["median"]) / stages["total"]["median"], 4)
+    for peak in ("peak_rss_mib", "peak_cuda_mib"):
+        if peak in first:
+            row[peak] = max(s[peak] for s in samples)
+    return row
+
+
+def run_worker(args: argparse.Namespace, name: str, graphs: Path, iters: int) -> tuple[list[dict], str | None]:
     command = [sys.executable, "-m", "benchmarks.fps", "--worker", name, "--graphs", str(graphs), "--config", args.config,
                "--device", args.device, "--image-size", f"{args.height}x{args.width}", "--warmup", str(args.warmup),
-               "--iters", str(args.iters), "--images", str(args.images), "--batch", *map(str, args.batch)]
+               "--iters", str(iters), "--images", str(args.images), "--batch", *map(str, args.batch)]
     if args.weights:
         command += ["--weights", str(args.weights)]
     if args.threads:
@@ -218,7 +230,8 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--image-size", default="480x640", help="HxW of the input images")
     parser.add_argument("--images", type=int, default=4, help="distinct images rotated through the runs")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--iters", type=int, default=10, help="timed runs per variant and batch size, over all rounds")
+    parser.add_argument("--rounds", type=int, default=1, help="split the timed runs into rounds that take turns through the variants")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads of every backend")
     add_int8_options(parser, default_images=32)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -233,21 +246,20 @@ def parse_args(argv) -> argparse.Namespace:
         parser.error(f"--device {args.device}: no CUDA device is available")
     if args.weights is not None and not args.weights.is_file():
         parser.error(f"--weights {args.weights}: no such file")
-    if min(args.batch) < 1 or args.iters < 1 or args.images < 1:
-        parser.error("--batch, --iters and --images must be at least 1")
+    if min(args.batch) < 1 or args.iters < 1 or args.images < 1 or args.rounds < 1:
+        parser.error("--batch, --iters, --images and --rounds must be at least 1")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
-        time_variant(args)
+        sample_variant(args)
         return 0
     set_threads(args.threads)
     started = datetime.datetime.now(datetime.timezone.utc)
     skipped = {name: why for name in args.variants if (why := skip_reason(SPECS[name], args.device))}
     runnable = [name for name in args.variants if name not in skipped]
-    results = []
     with tempfile.TemporaryDirectory(prefix="yolact-fps-") as scratch:
         graphs = Path(scratch)
         if any(SPECS[name].backend != "pytorch" for name in runnable):
@@ -255,14 +267,23 @@ def main(argv=None) -> int:
             needs_int8 = any(SPECS[n].precision == "int8" for n in runnable)
             files = export_graphs(model, graphs, int8_recipe(args) if needs_int8 else None)
             split_at_final_convolutions(files.fp32, graphs)
-        for name in tqdm(runnable, desc="fps", unit="variant"):
-            rows, failure = run_worker(args, name, graphs)
-            if failure:
-                skipped[name] = failure
-            results += rows
-            for r in rows:
-                tqdm.write(f"{name} batch {r['batch']}: {r['ms']['total']['median']:.1f} ms, {r['images_per_s']:.2f} images/s, "
-                           f"{r['detections_per_image']:g} detections/image")
+        # Rounds take turns through the variants, so that a slow spell of a shared machine falls on all of them.
+        per_round = -(-args.iters // args.rounds)
+        samples: dict[tuple[str, int], list[dict]] = {}
+        with tqdm(total=args.rounds * len(runnable), desc="fps", unit="run") as progress:
+            for _ in range(args.rounds):
+                for name in runnable:
+                    if name not in skipped:
+                        rows, failure = run_worker(args, name, graphs, per_round)
+                        if failure:
+                            skipped[name] = failure
+                        for row in rows:
+                            samples.setdefault((name, row["batch"]), []).append(row)
+                    progress.update()
+        results = [summarize(rounds) for key, rounds in samples.items() if key[0] not in skipped]
+        for r in results:
+            print(f"{r['variant']} batch {r['batch']}: {r['ms']['total']['median']:.1f} ms, {r['images_per_s']:.2f} images/s, "
+                  f"{r['detections_per_image']:g} detections/image")
     machine = {**machine_details(), "threads": args.threads or torch.get_num_threads()}
     report = {
         "what": "end to end from JPEG bytes: decode + upload, graph (network, in-graph post-processing), paste to the image",

@@ -24,7 +24,7 @@ def only(folder: Path, pattern: str) -> Path:
 
 def test_fps_times_every_stage_of_each_variant(tmp_path):
     result = run("-m", "benchmarks.fps", "--config", "yolact_tiny", "--variants", "pytorch_fp32", "onnxruntime_fp32",
-                 "openvino_f32", "pytorch_fp16", "--batch", "1", "2", "--iters", "2", "--warmup", "1",
+                 "openvino_f32", "pytorch_fp16", "--batch", "1", "2", "--iters", "2", "--rounds", "2", "--warmup", "1",
                  "--image-size", "90x120", "--threads", "2", "--out-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.loads(only(tmp_path, "fps_*_yolact_tiny_*.json").read_text())
@@ -35,6 +35,7 @@ def test_fps_times_every_stage_of_each_variant(tmp_path):
     ]
     for row in report["results"]:
         assert row["detections_per_image"] == 100  # recipe weights fill every slot
+        assert row["iters"] == 2 and row["rounds"] == 2  # one timed run in each of two rounds
         assert row["ms"]["total"]["median"] > 0 and row["images_per_s"] > 0 and row["peak_rss_mib"] > 0
         assert {"decode_upload", "graph", "paste", "total"} <= set(row["ms"])
     ort_row = report["results"][2]
