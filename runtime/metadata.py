@@ -8,6 +8,7 @@ from pathlib import Path
 from .errors import ModelError
 
 CLASS_NAMES_KEY = "yolact.class_names"
+GRAPH_PRECISION_KEY = "yolact.precision"  # written by python -m export --int8
 
 
 def class_names_from(metadata: dict[str, str], model: Path) -> list[str]:

@@ -15,6 +15,7 @@ from export.__main__ import main
 from export.onnx_export import OUTPUT_NAMES, read_metadata, run_onnxruntime
 from export.quantize import final_convolutions, fold_input_scaling, network_nodes
 from export.trt_check import check_model
+from runtime import Segmenter
 from yolact import EndToEnd, Yolact, get_config, save_weights
 from yolact.box_utils import decode
 from yolact.detection import class_scores
@@ -221,6 +222,8 @@ def test_int8_onnx_runs(exported, tmp_path, capsys):
     assert read_metadata(graph)["yolact.config_name"] == "yolact_tiny"
     num_dets, boxes, *_ = run_onnxruntime(out, sample_images(2))
     assert boxes.shape == (2, 100, 4) and num_dets[1] == 0
+    assert Segmenter(out, backend="onnxruntime", device="cpu").precision == "int8 network, fp32 elsewhere"
+    assert Segmenter(onnx_path, backend="onnxruntime", device="cpu").precision == "fp32"
 
 
 def _one_line_error(capsys) -> str:
