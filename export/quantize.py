@@ -128,9 +128,7 @@ def quantize_int8(
 
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}")
-    source = onnx.load(str(onnx_path))
-    folded = onnx.ModelProto()
-    folded.CopyFrom(source)
+    folded = onnx.load(str(onnx_path))
     fold_input_scaling(folded)
     network = [node.name for node in network_nodes(folded) if node.op_type in QUANTIZED_OPS]
     excluded = []
@@ -154,7 +152,8 @@ def quantize_int8(
                               "entropy": CalibrationMethod.Entropy}[method],
         )
         quantized = onnx.load(str(tmp))
-        source_props = {p.key: p.value for p in source.metadata_props}
-        onnx.helper.set_model_props(quantized, {**source_props, "yolact.precision": f"int8 (onnxruntime QDQ, the network from first to final convolution; {recipe})"})
+        props = {p.key: p.value for p in folded.metadata_props}
+        props["yolact.precision"] = f"int8 (onnxruntime QDQ, the network from first to final convolution; {recipe})"
+        onnx.helper.set_model_props(quantized, props)
         onnx.save(quantized, str(tmp))
     return Path(out)

@@ -91,7 +91,6 @@ def test_readme_performance_section_matches_the_results():
     assert result.returncode == 0, result.stderr
 
 
-
 def test_compiled_pytorch_variant_equals_eager():
     """The GPU-only torch.compile variant's code path, run on the CPU at FP32: same detections as eager."""
     import numpy as np
