@@ -15,7 +15,7 @@ from pathlib import Path
 from yolact import CheckpointError, load_model
 
 from .calibration import DEFAULT_NUM_IMAGES, calibration_files
-from .onnx_export import DEFAULT_OPSET, ExportError, export_onnx
+from .onnx_export import DEFAULT_OPSET, DEFORM_CONV_OPSET, ExportError, export_onnx
 from .quantize import CALIBRATION_METHODS, quantize_int8
 from .trt_check import check_model
 
@@ -26,7 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", help="config name (optional when the checkpoint embeds one)")
     parser.add_argument("--to", choices=("onnx", "trt"), default="onnx")
     parser.add_argument("--out", type=Path, help="output file (default: beside the weights, .onnx / .engine)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--opset", type=int, help=f"ONNX opset (default: {DEFAULT_OPSET}; {DEFORM_CONV_OPSET} for YOLACT++, "
+                        "whose deformable convolutions are DeformConv)")
     parser.add_argument("--max-dets", type=int, help="detections per image K (default: the config's, 100)")
     parser.add_argument("--static-input", action="store_true", help="input fixed at the network size [B, S, S, 3]")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")

@@ -5,8 +5,10 @@ shapes, so every size that does not depend on the batch or the image size is a c
 outputs come out as [batch, K, ...] with static K, the anchors and the per-class / global TopK K are
 initializers, and the graph has ~290 nodes. The TorchScript exporter (``dynamo=False``) records every
 ``tensor.shape`` as Shape/Gather/Concat chains (~670 nodes, ~380 after onnxslim) and loses the static K of
-the outputs. The one drawback of dynamo is that it writes opset 18 whatever is asked; we convert down with
-``onnx.version_converter`` and verify the opset actually written.
+the outputs. The one drawback of dynamo is that it writes opset 18 whatever is asked below it; we convert down
+with ``onnx.version_converter`` and verify the opset actually written. YOLACT++ graphs are traced at opset 19
+itself: its deformable convolutions become the standard ``DeformConv`` (opset 19, for which onnx has no
+down-converter), through onnxscript's translation of ``torchvision::deform_conv2d``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from yolact.preprocess import normalize
 from yolact.priors import feature_sizes
 
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("num_dets", "boxes", "scores", "classes", "masks")
+OUTPUT_NAMES = ("num_dets", "boxes", "scores", "classes", "masks", "mask_scores")
 DEFAULT_OPSET = 17  # what TensorRT 8.6-10 parse well
+DEFORM_CONV_OPSET = 19  # the first opset with DeformConv
 DYNAMO_OPSET = 18  # the opset the dynamo exporter's op library is written for
 # Bounds the exporter may assume for the dynamic axes (torch.export needs a range).
 MAX_BATCH = 256
@@ -45,7 +48,7 @@ class ExportError(Exception):
 
 class ExportModule(nn.Module):
     """The exported function: uint8 BGR images [B, H, W, 3] -> num_dets [B] int32, boxes [B, K, 4],
-    scores [B, K], classes [B, K] int32, masks [B, K, Hp, Wp].
+    scores [B, K], classes [B, K] int32, masks [B, K, Hp, Wp], mask_scores [B, K].
 
     With ``static_input`` the images must already be [B, S, S, 3] (S = ``cfg.max_size``) and the resize is
     left out: a half-pixel bilinear resize from S to S is the identity, so the numbers do not change.
@@ -69,6 +72,7 @@ class ExportModule(nn.Module):
             result.scores,
             result.classes.to(torch.int32),
             result.masks,
+            result.mask_scores,
         )
 
 
@@ -111,15 +115,25 @@ def _dynamic_shapes(static_input: bool) -> dict:
     return {"images": {0: batch, 1: height, 2: width}}
 
 
+def default_opset(cfg: yolact.YolactConfig) -> int:
+    """Opset 17 for YOLACT, 19 (DeformConv) for a model with deformable convolutions."""
+    return DEFORM_CONV_OPSET if any(cfg.dcn_layers) else DEFAULT_OPSET
+
+
 def trace_to_onnx(module: ExportModule, images: torch.Tensor, opset: int) -> onnx.ModelProto:
-    """Run the dynamo exporter and bring the graph to ``opset``."""
+    """Run the dynamo exporter and bring the graph to ``opset`` (traced at ``opset`` itself from 18 on)."""
+    cfg = module.end_to_end.model.cfg
+    if opset < default_opset(cfg):
+        raise ExportError(f"--opset {opset}: {cfg.name} has deformable convolutions, which ONNX has as DeformConv "
+                          f"from opset {DEFORM_CONV_OPSET} on")
+    trace_opset = max(opset, DYNAMO_OPSET)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module,
             (images,),
             dynamo=True,
-            opset_version=DYNAMO_OPSET,
+            opset_version=trace_opset,
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),
             dynamic_shapes=_dynamic_shapes(module.static_input),
@@ -127,7 +141,7 @@ def trace_to_onnx(module: ExportModule, images: torch.Tensor, opset: int) -> onn
             verbose=False,
         )
     model = program.model_proto
-    if opset != DYNAMO_OPSET:
+    if opset != trace_opset:
         # Asked for another opset, dynamo silently keeps 18 when its own conversion fails (Reduce* axes
         # still computed); onnx's converter succeeds on the optimised graph.
         model = onnx.version_converter.convert_version(model, opset)
@@ -241,12 +255,14 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
 def export_onnx(
     model: Yolact,
     out: str | os.PathLike,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     static_input: bool = False,
     simplify_graph: bool = True,
 ) -> ExportReport:
-    """Export ``model`` (its config's ``max_num_detections`` sets K) to ``out``, atomically."""
+    """Export ``model`` (its config's ``max_num_detections`` sets K) to ``out``, atomically, at ``opset``
+    (default: :func:`default_opset`)."""
     model = model.eval()
+    opset = default_opset(model.cfg) if opset is None else opset
     module = ExportModule(model, static_input).eval()
     images = example_images(model.cfg, static_input)
     with atomic_path(out) as tmp:  # fails early on an unwritable path, leaves nothing behind on error

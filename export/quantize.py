@@ -17,7 +17,10 @@ from .onnx_export import INPUT_NAME
 # concatenations between them, so activations stay INT8 from one convolution to the next instead of
 # being dequantized around every other op (onnxruntime fuses the additions into QLinearAdd, OpenVINO the
 # quantize steps into its INT8 convolutions). What comes before (resize, mean subtraction) and after
-# (softmax, box decoding, IoU, mask assembly) stays FP32: INT8 there would move boxes and reorder scores.
+# (softmax, box decoding, IoU, mask assembly, YOLACT++'s mask-IoU head on the assembled masks) stays FP32:
+# INT8 there would move boxes and reorder scores. YOLACT++'s DeformConv has no INT8 kernel in onnxruntime and
+# is not in the list, so it runs in FP32 between the quantized convolutions (its offset convolutions are
+# ordinary Convs and are quantized).
 QUANTIZED_OPS = ["Conv", "Relu", "Add", "MaxPool", "Resize", "Concat"]
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -40,8 +43,14 @@ def _upstream_of(nodes: list, consumers: dict[str, list[int]], targets: list[boo
     return upstream
 
 
+def _is_mask_iou_head(node) -> bool:
+    """A convolution of YOLACT++'s mask-IoU head, known by its weight's name (the module path), which reads
+    the assembled masks: post-processing, not the network."""
+    return len(node.input) > 1 and "maskiou_net." in node.input[1]
+
+
 def _final_convolution_flags(nodes: list, consumers: dict[str, list[int]]) -> list[bool]:
-    convolutions = [node.op_type == "Conv" for node in nodes]
+    convolutions = [node.op_type == "Conv" and not _is_mask_iou_head(node) for node in nodes]
     feeds_conv = _upstream_of(nodes, consumers, convolutions)
     return [conv and not feeds for conv, feeds in zip(convolutions, feeds_conv)]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from authors_fixture import FIXTURES, load_fixture, recipe_state_dict
+from authors_fixture import FIXTURES, assert_close, load_fixture, match_detections, recipe_state_dict
 from yolact import EndToEnd, load_model, preprocess, to_image
 
 
@@ -44,11 +44,6 @@ def _to_cpu(outputs):
     return type(outputs)(*(t.cpu() if t is not None else None for t in outputs))
 
 
-def assert_close(ours: np.ndarray, theirs: np.ndarray, atol: float, what: str) -> None:
-    diff = np.abs(np.asarray(ours, np.float64) - np.asarray(theirs, np.float64)).max()
-    assert diff <= atol, f"{what}: max |diff| {diff:.3g} > {atol}"
-
-
 def test_preprocessed_input(run):
     fixture, x, *_ = run
     assert list(x.shape) == fixture.meta["input_shape"]
@@ -73,28 +68,6 @@ def test_prototypes(run):
     fixture, _, output, *_ = run
     assert list(output.protos.shape) == fixture.meta["proto_shape"]
     assert_close(output.protos.flatten()[fixture["proto_index"]], fixture["proto_value"], 1e-4, "prototypes")
-
-
-def match_detections(fixture, classes, boxes, scores, box_tol):
-    """Index of our detection for each of the authors' (same class, box within tolerance), or -1.
-
-    Only detections tied (within 2e-5) with the authors' last kept score may stay unmatched: which of
-    those take the last places is not significant.
-    """
-    theirs_class, theirs_box, theirs_score = fixture["det_class"], fixture["det_box"], fixture["det_score"]
-    matched = np.full(len(theirs_class), -1)
-    used = set()
-    for i in range(len(theirs_class)):
-        close = np.abs(boxes - theirs_box[i]).max(axis=1) <= box_tol
-        candidates = [j for j in np.flatnonzero((classes == theirs_class[i]) & close) if j not in used]
-        if candidates:
-            best = min(candidates, key=lambda j: abs(scores[j] - theirs_score[i]))
-            matched[i] = best
-            used.add(best)
-    cut = theirs_score.min()
-    unmatched = np.flatnonzero(matched < 0)
-    assert all(theirs_score[i] - cut <= 2e-5 for i in unmatched), f"unmatched detections {unmatched.tolist()}"
-    return matched
 
 
 def test_fast_nms_detections(run):

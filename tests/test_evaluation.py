@@ -86,6 +86,10 @@ def test_masks_rank_by_mask_score_and_boxes_by_box_score(tiny_shapes):
     assert rescored["mask/AP"] == pytest.approx(1.0) and rescored["box/AP"] == pytest.approx(1.0)
     box_ranked = score_detections(coco, scored(box_score=0.4, mask_score=0.4))
     assert box_ranked["mask/AP"] < 0.9 and box_ranked["box/AP"] == pytest.approx(1.0)
+    assert "mask_box_score/AP" not in box_ranked  # nothing was re-scored
+    # The same model without re-scoring, evaluated alongside.
+    assert rescored["mask_box_score/AP"] == pytest.approx(box_ranked["mask/AP"])
+    assert "mask_box_score" in format_table(rescored)
 
 
 def test_no_detections_score_zero(tiny_shapes):

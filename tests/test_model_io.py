@@ -75,6 +75,31 @@ def test_mismatched_checkpoint_names_keys_and_lookalike(tmp_path):
     assert "looks like yolact_resnet50 (resnet [3, 4, 6, 3], FPN 256, 80 classes, 354 keys)" in message
 
 
+@pytest.mark.parametrize(
+    "name, v1_name, num_keys, num_dcn",
+    [("yolact_plus_resnet50", "yolact_resnet50", 405, 13), ("yolact_plus_base", "yolact_base", 705, 11)],
+)
+def test_released_yolact_plus_checkpoint_loads_by_key_with_its_config_from_the_file_name(
+    tmp_path, name, v1_name, num_keys, num_dcn
+):
+    """The authors' YOLACT++ files are bare state dicts named ``<config>_<epoch>_<iteration>.pth``; the key
+    names and count come from the authors' fixture (ResNet-50) and their DCN rule (ResNet-101)."""
+    model = Yolact(get_config(name))
+    state = model.state_dict()
+    assert len(state) == num_keys
+    assert sum(k.endswith("conv2.conv_offset_mask.weight") for k in state) == num_dcn
+    if name == "yolact_plus_resnet50":
+        authors = json.loads(str(np.load("tests/data/yolact_plus_resnet50.npz")["meta"]))["state_dict"]
+        assert {k: list(v.shape) for k, v in state.items()} == dict(authors)
+    path = tmp_path / f"{name}_54_800000.pth"
+    torch.save(state, path)
+    loaded = load_model(path)
+    assert loaded.cfg == get_config(name)
+    assert torch.equal(loaded.maskiou_net.maskiou_net[0].weight, model.maskiou_net.maskiou_net[0].weight)
+    with pytest.raises(CheckpointError, match=f"does not fit config '{v1_name}'.* looks like {name} \\(resnet .*, DCN,"):
+        load_model(path, v1_name)
+
+
 def test_wrong_class_count_is_a_shape_mismatch(tiny_weights):
     with pytest.raises(CheckpointError, match="wrong shape keys .*conf_layer"):
         load_model(tiny_weights, get_config("yolact_tiny", class_names=("a", "b")))
@@ -139,6 +164,29 @@ def test_predict_command_writes_overlay_and_json(tiny_weights, tmp_path):
         assert first["class_name"] in TINY.class_names
         assert not np.array_equal(overlay, original)  # something was drawn
     assert sorted(p.name for p in out.iterdir()) == ["img0.json", "img0.png", "img1.json", "img1.png"]
+
+
+def test_predict_command_on_a_yolact_plus_checkpoint_writes_mask_scores_and_prototypes(tmp_path):
+    cfg = get_config("yolact_plus_tiny")
+    from yolact.recipe import recipe_model
+
+    weights = tmp_path / "plus.pth"
+    save_weights(recipe_model(cfg), weights)  # recipe weights fill every slot and make mask scores non-zero
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), shapes_image(100, 140, 3))
+    out = tmp_path / "out"
+    result = run_predict(image, "--weights", weights, "--out", out, "--score-threshold", "0", "--prototypes")
+    assert result.returncode == 0, result.stderr
+    detections = json.loads((out / "img.json").read_text())["detections"]
+    assert len(detections) == cfg.max_num_detections
+    box_scores = np.array([d["score"] for d in detections])
+    mask_scores = np.array([d["mask_score"] for d in detections])
+    assert np.all(np.diff(box_scores) <= 0), "detections stay ranked by box score"
+    assert (mask_scores > 0).any() and not np.allclose(mask_scores, box_scores), "re-scored masks"
+    grid = cv2.imread(str(out / "img_prototypes.png"))
+    assert grid.shape == (4 * 98 + 2, 8 * 98 + 2, 3)  # 32 prototypes, 8 to a row, 96-pixel tiles, 2-pixel gaps
+    tiles = [grid[2 + r * 98 : 2 + r * 98 + 96, 2 + c * 98 : 2 + c * 98 + 96] for r in range(4) for c in range(8)]
+    assert len({tile.tobytes() for tile in tiles}) > 16, "the tiles show different prototypes"
 
 
 def test_predict_command_errors_are_one_line(tiny_weights, tmp_path):

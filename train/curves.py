@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from yolact.fileio import atomic_path  # noqa: E402
 
-LOSS_PARTS = ("box", "conf", "mask", "segm", "total")
+LOSS_PARTS = ("box", "conf", "mask", "maskiou", "segm", "total")
 AP_METRICS = ("box/AP", "box/AP50", "mask/AP", "mask/AP50")
 
 

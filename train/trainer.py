@@ -33,7 +33,6 @@ from .schedule import build_optimizer, fit_schedule
 
 # Config fields a resumed run may change: the schedule. Everything else must match the checkpoint.
 SCHEDULE_FIELDS = frozenset({"lr", "batch_size", "max_iter", "lr_steps", "warmup_iters", "warmup_init_lr"})
-LOSS_TERMS = ("box", "conf", "mask", "segm", "total")
 
 
 @dataclass(frozen=True)
@@ -221,7 +220,7 @@ class Trainer:
         targets = [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             output = self.network(images)
-        losses = self.criterion(float_outputs(output), targets)
+        losses = self.criterion(float_outputs(output), targets, self.model.maskiou_net)
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         finite = self.ctx.all_agree(bool(torch.isfinite(losses["total"]).item()), self.device)
@@ -249,7 +248,7 @@ class Trainer:
         while self.iteration < self.cfg.max_iter:
             losses, stepped = self.train_step(*next(batches))
             bar.update(1)
-            bar.set_postfix({k: f"{losses[k]:.3f}" for k in LOSS_TERMS}, refresh=False)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
             out_of_time = deadline is not None and self.ctx.any_rank(time.monotonic() >= deadline, self.device)
             finished = out_of_time or self.iteration == self.cfg.max_iter
             if not stepped:
@@ -275,7 +274,7 @@ class Trainer:
 
     @staticmethod
     def loss_fields(losses: dict[str, float]) -> dict[str, float]:
-        return {f"loss/{k}": losses[k] for k in LOSS_TERMS}
+        return {f"loss/{k}": v for k, v in losses.items()}
 
     def log(self, row: dict[str, Any]) -> None:
         if self.ctx.is_main:

@@ -22,8 +22,11 @@ from .model import Yolact
 
 # COCOeval.stats positions of the reported numbers, per metric-name suffix.
 _STATS = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5}
-_IOU_TYPES = {"box": "bbox", "mask": "segm"}
-METRIC_NAMES = tuple(f"{kind}/{name}" for kind in _IOU_TYPES for name in _STATS)
+# Each task: its pycocotools IoU type and the score that ranks its results. Boxes rank by box score and masks
+# by mask score, as the authors' eval.py does; "mask_box_score" scores the same masks by box score, the model
+# without YOLACT++'s re-scoring (reported only when re-scoring changed some score).
+_TASKS = {"box": ("bbox", "score"), "mask": ("segm", "mask_score"), "mask_box_score": ("segm", "score")}
+METRIC_NAMES = tuple(f"{kind}/{name}" for kind in ("box", "mask") for name in _STATS)
 
 
 @dataclass
@@ -59,21 +62,22 @@ def score_detections(
     coco_gt: COCO, detections: list[dict[str, Any]], image_ids: Iterable[int] | None = None
 ) -> dict[str, float]:
     """Box and mask AP of ``detections`` against ``coco_gt`` (restricted to ``image_ids`` if given): the
-    ``METRIC_NAMES`` keys as fractions; all zero when there are no detections."""
+    ``METRIC_NAMES`` keys as fractions, plus the ``mask_box_score/*`` ones (masks ranked by box score) when
+    re-scoring changed some mask's score; all zero when there are no detections."""
     if not detections:
         return {name: 0.0 for name in METRIC_NAMES}
+    tasks = dict(_TASKS)
+    if all(det["mask_score"] == det["score"] for det in detections):
+        del tasks["mask_box_score"]
     metrics = {}
-    for kind, iou_type in _IOU_TYPES.items():
+    for kind, (iou_type, score_key) in tasks.items():
         # Separate result sets per task, as the authors write them: given a bbox, loadRes would take the
-        # box area for the mask's size range. Boxes rank by box score, masks by mask score (YOLACT++
-        # re-scoring), as the authors' eval.py does.
-        if iou_type == "bbox":
-            results = [{k: v for k, v in det.items() if k not in ("segmentation", "mask_score")} for det in detections]
-        else:
-            results = [
-                {**{k: v for k, v in det.items() if k not in ("bbox", "mask_score")}, "score": det.get("mask_score", det["score"])}
-                for det in detections
-            ]
+        # box area for the mask's size range.
+        region = "bbox" if iou_type == "bbox" else "segmentation"
+        results = [
+            {"image_id": det["image_id"], "category_id": det["category_id"], region: det[region], "score": det[score_key]}
+            for det in detections
+        ]
         stats = _cocoeval_stats(coco_gt, results, iou_type, image_ids)
         for name, index in _STATS.items():
             metrics[f"{kind}/{name}"] = float(stats[index]) if stats[index] >= 0 else math.nan
@@ -141,10 +145,12 @@ def format_table(metrics: dict[str, float]) -> str:
                AP   AP50   AP75    APs    APm    APl
          box  12.34 ...
     """
-    header = "      " + "".join(f"{name:>7}" for name in _STATS)
+    kinds = [kind for kind in _TASKS if f"{kind}/AP" in metrics]
+    width = max(len(kind) for kind in kinds)
+    header = " " * (width + 1) + "".join(f"{name:>7}" for name in _STATS)
     rows = [
-        f"{kind:>5} " + "".join(f"{_percent(metrics.get(f'{kind}/{name}', math.nan)):>7}" for name in _STATS)
-        for kind in _IOU_TYPES
+        f"{kind:>{width}} " + "".join(f"{_percent(metrics.get(f'{kind}/{name}', math.nan)):>7}" for name in _STATS)
+        for kind in kinds
     ]
     return "\n".join([header, *rows])
 

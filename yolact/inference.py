@@ -51,10 +51,15 @@ class EndToEnd(nn.Module):
 
     def from_network_input(self, x: torch.Tensor) -> BatchResult:
         """Same as forward, for an already preprocessed batch [B, 3, S, S]."""
-        dets, protos = self.detections(x)
+        return self.from_detections(*self.detections(x))
+
+    def from_detections(self, dets: Detections, protos: torch.Tensor) -> BatchResult:
+        """Masks (and for YOLACT++ their re-scoring) for the detections of :meth:`detections`."""
         masks = assemble_masks(protos, dets)
-        cfg = self.model.cfg
-        mask_scores = rescore_masks(self.model.maskiou_net, masks, dets.scores, dets.classes) if cfg.rescore_mask else dets.scores
+        if self.model.cfg.rescore_mask:
+            mask_scores = rescore_masks(self.model.maskiou_net, masks, dets.scores, dets.classes)
+        else:
+            mask_scores = dets.scores
         return BatchResult(dets.num_dets, dets.boxes, dets.scores, dets.classes, masks, mask_scores)
 
     def detections(self, x: torch.Tensor) -> tuple[Detections, torch.Tensor]:
@@ -122,10 +127,20 @@ def batch_from_images(images_bgr: Sequence[np.ndarray], model: Yolact) -> torch.
 @torch.inference_mode()
 def predict(model: Yolact, images_bgr: Sequence[np.ndarray], nms: str = "fast") -> list[ImageDetections]:
     """Detections for BGR uint8 images of any sizes, all in one forward pass."""
+    return predict_with_prototypes(model, images_bgr, nms)[0]
+
+
+@torch.inference_mode()
+def predict_with_prototypes(
+    model: Yolact, images_bgr: Sequence[np.ndarray], nms: str = "fast"
+) -> tuple[list[ImageDetections], np.ndarray]:
+    """:func:`predict`, plus each image's prototypes [B, Hp, Wp, k] float32 from the same forward pass."""
     was_training = model.training
     model.eval()
     try:
-        result = EndToEnd(model, nms).from_network_input(batch_from_images(images_bgr, model))
+        end_to_end = EndToEnd(model, nms)
+        dets, protos = end_to_end.detections(batch_from_images(images_bgr, model))
+        result = end_to_end.from_detections(dets, protos)
     finally:
         model.train(was_training)
-    return [to_image(result, i, *img.shape[:2]) for i, img in enumerate(images_bgr)]
+    return [to_image(result, i, *img.shape[:2]) for i, img in enumerate(images_bgr)], protos.float().cpu().numpy()

@@ -17,7 +17,7 @@ from torch import nn
 
 from .box_utils import box_ioa, box_iou, crop, encode, point_form
 from .config import YolactConfig
-from .model import YolactOutput
+from .model import MaskIoUNet, YolactOutput
 
 # Label of a prior that takes part in no classification loss.
 NEUTRAL = -1
@@ -122,18 +122,33 @@ def downsample_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return (resized > 0.5).float()
 
 
+class MaskIoUSamples(NamedTuple):
+    """What the mask-IoU loss trains on, N positives: masks [N, 1, Hp, Wp] (the cropped predicted mask
+    probabilities, not detached, as the authors feed them), iou [N] (of the mask binarised at 0.5 with the
+    ground truth), labels [N] (0-based ground-truth class)."""
+
+    masks: torch.Tensor
+    iou: torch.Tensor
+    labels: torch.Tensor
+
+
 class YolactLoss(nn.Module):
-    """YOLACT multi-task loss. ``forward(output, targets)`` -> dict of scalar tensors ``box``, ``conf``,
-    ``mask``, ``segm`` and their sum ``total``. ``output`` must come from a model in training mode."""
+    """YOLACT multi-task loss. ``forward(output, targets, maskiou_net)`` -> dict of scalar tensors ``box``,
+    ``conf``, ``mask``, ``segm``, for YOLACT++ (``use_maskiou``) also ``maskiou``, and their sum ``total``.
+    ``output`` must come from a model in training mode; ``maskiou_net`` is its mask-IoU net (YOLACT++)."""
 
     def __init__(self, cfg: YolactConfig):
         super().__init__()
         self.cfg = cfg
 
-    def forward(self, output: YolactOutput, targets: Sequence[dict]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, output: YolactOutput, targets: Sequence[dict], maskiou_net: MaskIoUNet | None = None
+    ) -> dict[str, torch.Tensor]:
         if output.segm is None:
             raise ValueError("YolactLoss needs the semantic segmentation output of a model in training mode")
         cfg = self.cfg
+        if cfg.use_maskiou and maskiou_net is None:
+            raise ValueError(f"config {cfg.name!r} trains a mask-IoU net: pass the model's maskiou_net")
         matches = match(
             output.priors,
             [t["boxes"] for t in targets],
@@ -146,12 +161,15 @@ class YolactLoss(nn.Module):
         # ground truth, where every sum is zero anyway.
         num_pos = positive.sum().clamp(min=1).float()
 
+        mask_loss, maskiou_samples = self.mask_loss(output, matches, targets)
         losses = {
             "box": self.box_loss(output, matches, positive) / num_pos,
             "conf": self.conf_loss(output, matches, positive) / num_pos,
-            "mask": self.mask_loss(output, matches, targets) / num_pos,
+            "mask": mask_loss / num_pos,
             "segm": self.semantic_segmentation_loss(output.segm, targets),
         }
+        if cfg.use_maskiou:
+            losses["maskiou"] = self.mask_iou_loss(maskiou_net, maskiou_samples) / num_pos
         losses["total"] = sum(losses.values())
         return losses
 
@@ -167,15 +185,20 @@ class YolactLoss(nn.Module):
         loss = F.cross_entropy(output.conf[selected], matches.labels[selected], reduction="sum")
         return loss * self.cfg.conf_alpha
 
-    def mask_loss(self, output: YolactOutput, matches: Matches, targets: Sequence[dict]) -> torch.Tensor:
+    def mask_loss(
+        self, output: YolactOutput, matches: Matches, targets: Sequence[dict]
+    ) -> tuple[torch.Tensor, MaskIoUSamples | None]:
         """Per-pixel BCE of the assembled masks against the GT masks at prototype resolution, inside the GT
         box, each mask's sum divided by its box area in prototype pixels; summed, x ``mask_alpha``.
 
         At most ``masks_to_train`` random positives per image are used, their loss scaled up to stand for
-        all positives of the image (as the authors do).
+        all positives of the image (as the authors do). With ``use_maskiou`` it also returns the mask-IoU
+        samples of the same positives, those whose GT mask covers more than ``discard_mask_area`` prototype
+        pixels (else None).
         """
         proto_h, proto_w = output.protos.shape[1:3]
         total = output.protos.new_zeros(())
+        samples: list[MaskIoUSamples] = []
         for i, target in enumerate(targets):
             prior_index = torch.nonzero(matches.labels[i] > 0).squeeze(1)
             num_pos = len(prior_index)
@@ -192,7 +215,38 @@ class YolactLoss(nn.Module):
             pixel_loss = crop(F.binary_cross_entropy_with_logits(logits, gt_masks, reduction="none"), gt_boxes)
             box_area = (gt_boxes[:, 2] - gt_boxes[:, 0]) * proto_w * (gt_boxes[:, 3] - gt_boxes[:, 1]) * proto_h
             total = total + (pixel_loss.sum(dim=(1, 2)) / box_area).sum() * (num_pos / len(prior_index))
-        return total * self.cfg.mask_alpha
+            if self.cfg.use_maskiou:
+                samples.append(self._maskiou_samples(crop(torch.sigmoid(logits), gt_boxes), gt_masks,
+                                                     target["labels"][gt_index]))
+        return total * self.cfg.mask_alpha, self._sample_maskious(samples, output.protos) if self.cfg.use_maskiou else None
+
+    def _maskiou_samples(self, masks: torch.Tensor, gt_masks: torch.Tensor, labels: torch.Tensor) -> MaskIoUSamples:
+        """One image's samples: cropped mask probabilities [n, h, w], binary GT masks [n, h, w], labels [n]."""
+        keep = gt_masks.sum(dim=(1, 2)) > self.cfg.discard_mask_area
+        masks, gt_masks = masks[keep], gt_masks[keep]
+        binary = (masks > 0.5).to(gt_masks.dtype)
+        intersection = (binary * gt_masks).sum(dim=(1, 2))
+        union = binary.sum(dim=(1, 2)) + gt_masks.sum(dim=(1, 2)) - intersection
+        return MaskIoUSamples(masks[:, None], (intersection / union).detach(), labels[keep])
+
+    def _sample_maskious(self, samples: list[MaskIoUSamples], protos: torch.Tensor) -> MaskIoUSamples:
+        """The batch's samples, at most ``maskious_to_train`` of them, chosen at random."""
+        if not samples:  # no positives at all: an empty batch keeps the net in the graph
+            height, width = protos.shape[1:3]
+            return MaskIoUSamples(protos.new_zeros((0, 1, height, width)), protos.new_zeros(0),
+                                  torch.zeros(0, dtype=torch.int64, device=protos.device))
+        batch = MaskIoUSamples(*(torch.cat(parts) for parts in zip(*samples)))
+        limit = self.cfg.maskious_to_train
+        if 0 < limit < len(batch.iou):
+            keep = torch.randperm(len(batch.iou), device=batch.iou.device)[:limit]
+            batch = MaskIoUSamples(*(t[keep] for t in batch))
+        return batch
+
+    def mask_iou_loss(self, maskiou_net: MaskIoUNet, samples: MaskIoUSamples) -> torch.Tensor:
+        """Smooth-L1 between the IoU the net predicts for each sample's GT class and its actual IoU, summed,
+        x ``maskiou_alpha`` (run even on no samples, so that every step uses the net's parameters)."""
+        predicted = maskiou_net(samples.masks).gather(1, samples.labels[:, None]).squeeze(1)
+        return F.smooth_l1_loss(predicted, samples.iou, reduction="sum") * self.cfg.maskiou_alpha
 
     def semantic_segmentation_loss(self, segm: torch.Tensor, targets: Sequence[dict]) -> torch.Tensor:
         """BCE-with-logits of the P3 class maps [B, C, H, W] against the union of each class's GT masks at

@@ -1,7 +1,8 @@
 """``python -m yolact.predict IMAGE... --weights W [--config C] --out DIR``
 
 Writes, per image, ``<stem>.png`` (masks, boxes, class names and scores drawn over the image) and
-``<stem>.json`` (the detections, masks as COCO RLE). Images go through the network in batches.
+``<stem>.json`` (the detections, masks as COCO RLE), and with ``--prototypes`` ``<stem>_prototypes.png`` (the
+image's prototype masks as a grid of heat maps). Images go through the network in batches.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch
 from .checkpoint import CheckpointError, load_model
 from .config import CONFIGS
 from .fileio import ImageReadError, read_bgr_image, write_text_atomic
-from .inference import ImageDetections, predict
-from .visualize import draw_detections, save_png
+from .inference import ImageDetections, predict_with_prototypes
+from .visualize import draw_detections, prototype_grid, save_png
 
 
 class PredictError(Exception):
@@ -60,6 +61,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--nms", choices=("fast", "traditional"), default="fast")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--prototypes", action="store_true", help="also write <stem>_prototypes.png, the "
+                        "image's prototype masks as a grid")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
@@ -76,9 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_model(args.weights, args.config, args.device)
         for start in range(0, len(images), args.batch_size):
             batch = images[start : start + args.batch_size]
-            results = predict(model, batch, nms=args.nms)
-            for path, image, dets in zip(args.images[start:], batch, results):
+            results, protos = predict_with_prototypes(model, batch, nms=args.nms)
+            for path, image, dets, image_protos in zip(args.images[start:], batch, results, protos):
                 write_outputs(args.out, path, image, dets.above(args.score_threshold), model.cfg.class_names)
+                if args.prototypes:
+                    save_png(args.out / f"{path.stem}_prototypes.png", prototype_grid(image_protos))
     except (PredictError, CheckpointError, ImageReadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Drawing detections: translucent masks, boxes and ``class score`` labels on a BGR image."""
+"""Drawing detections (translucent masks, boxes and ``class score`` labels on a BGR image) and prototypes."""
 
 from __future__ import annotations
 
@@ -43,6 +43,28 @@ def draw_detections(
         cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + baseline + 2), color, -1)
         cv2.putText(out, label, (x1 + 1, top + th + 1), font, scale, (0, 0, 0), thickness, cv2.LINE_AA)
     return out
+
+
+def prototype_grid(protos: np.ndarray, columns: int = 8, tile: int = 96) -> np.ndarray:
+    """The k prototypes of one image [Hp, Wp, k] as a BGR uint8 grid of ``tile``-pixel heat maps, ``columns``
+    to a row, in the style of the paper's Figure 5.
+
+    Each prototype is scaled by its own maximum (they differ in range by orders of magnitude, and a
+    prototype's meaning is where it fires, not how strongly), and labelled with its index and that maximum.
+    """
+    height, width, k = protos.shape
+    rows = -(-k // columns)
+    gap = 2
+    grid = np.full((rows * (tile + gap) + gap, columns * (tile + gap) + gap, 3), 255, dtype=np.uint8)
+    for i in range(k):
+        plane = protos[..., i]
+        peak = float(plane.max())
+        scaled = (plane / peak * 255).astype(np.uint8) if peak > 0 else np.zeros_like(plane, dtype=np.uint8)
+        heat = cv2.applyColorMap(cv2.resize(scaled, (tile, tile), interpolation=cv2.INTER_NEAREST), cv2.COLORMAP_VIRIDIS)
+        cv2.putText(heat, f"{i} max {peak:.2g}", (3, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1, cv2.LINE_AA)
+        top, left = gap + (i // columns) * (tile + gap), gap + (i % columns) * (tile + gap)
+        grid[top : top + tile, left : left + tile] = heat
+    return grid
 
 
 def save_png(path, image_bgr: np.ndarray) -> None:

@@ -1,0 +1,68 @@
+"""YOLACT++ deployed as one standard ONNX graph: the authors' yolact_plus_resnet50 (recipe weights under their
+key names, in a file named as they name theirs) exported with ``python -m export``, then run in onnxruntime
+on the fixture's image and compared with what their code computed (tests/data/yolact_plus_resnet50.npz):
+Fast NMS detections, final boxes and masks, and the re-scored mask scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from authors_fixture import assert_close, load_fixture, match_detections, recipe_state_dict
+from export.__main__ import main
+from export.onnx_export import OUTPUT_NAMES, read_metadata, run_onnxruntime
+from export.trt_check import check_model
+from yolact import BatchResult, to_image
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    fixture = load_fixture("yolact_plus_resnet50")
+    folder = tmp_path_factory.mktemp("plus")
+    weights = folder / "yolact_plus_resnet50_54_800000.pth"  # a bare state dict, as the authors release them
+    torch.save(recipe_state_dict(fixture.meta), weights)
+    assert main(["--weights", str(weights), "--out", str(folder / "plus.onnx")]) == 0  # config from the name
+    outputs = dict(zip(OUTPUT_NAMES, run_onnxruntime(folder / "plus.onnx", fixture["image_bgr"][None])))
+    return fixture, folder / "plus.onnx", outputs
+
+
+def test_graph_is_standard_onnx_with_deform_conv_at_opset_19(exported):
+    _, path, _ = exported
+    model = onnx.load(str(path))
+    assert [(o.domain or "ai.onnx", o.version) for o in model.opset_import] == [("ai.onnx", 19)]
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("DeformConv") == 13  # every bottleneck of stages 3-5 of ResNet-50
+    assert all(node.domain in ("", "ai.onnx") for node in model.graph.node), "no custom domain or op"
+    assert [o.name for o in model.graph.output] == list(OUTPUT_NAMES)
+    assert check_model(path).passed, check_model(path).verdict()
+    metadata = read_metadata(path)
+    assert metadata["yolact.config_name"] == "yolact_plus_resnet50"
+
+
+def test_detections_match_the_authors(exported):
+    fixture, _, out = exported
+    n = int(out["num_dets"][0])
+    assert n == fixture.meta["num_detections"]
+    classes, boxes, scores = out["classes"][0, :n], out["boxes"][0, :n], out["scores"][0, :n]
+    matched = match_detections(fixture, classes, boxes, scores, 1e-4)
+    ok = matched >= 0
+    assert ok.sum() >= len(matched) - 2
+    assert_close(scores[matched[ok]], fixture["det_score"][ok], 2e-5, "scores")
+    assert_close(boxes[matched[ok]], fixture["det_box"][ok], 1e-4, "boxes")
+
+
+def test_final_masks_and_mask_scores_match_the_authors(exported):
+    fixture, _, out = exported
+    height, width = fixture.meta["image_hw"]
+    final = to_image(BatchResult(*(torch.from_numpy(out[name]) for name in OUTPUT_NAMES)), 0, height, width)
+    n = len(final)
+    matched = match_detections(fixture, final.classes, out["boxes"][0, :n], final.scores, 1e-4)
+    ok = matched >= 0
+    assert_close(final.boxes[matched[ok]], fixture["final_box"][ok], 1, "final boxes (pixels)")
+    assert_close(final.mask_scores[matched[ok]], fixture["final_mask_score"][ok], 2e-5, "mask scores")
+    theirs_masks = np.unpackbits(fixture["final_masks"], axis=-1)[..., :width].astype(bool)
+    agreement = (final.masks[matched[ok]] == theirs_masks[ok]).mean()
+    assert agreement >= 0.999, f"final masks agree on {agreement:.5f} of pixels"
+    assert (fixture["final_mask_score"][ok] > 0).sum() >= 10
