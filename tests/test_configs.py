@@ -29,6 +29,35 @@ def test_reference_configs(name):
     assert make_priors(model.cfg, feature_sizes(model.cfg)).shape == (num_priors, 4)
 
 
+@pytest.mark.parametrize(
+    "name, num_keys, deformable",
+    [
+        # [0, 4, 23, 3] with interval 3: stage 3 blocks 0 and 3, stage 4 blocks 0, 3, ..., 21, stage 5 block 0.
+        ("yolact_plus_base", 705, {1: [0, 3], 2: [0, 3, 6, 9, 12, 15, 18, 21], 3: [0]}),
+        ("yolact_plus_resnet50", 405, {1: [0, 1, 2, 3], 2: [0, 1, 2, 3, 4, 5], 3: [0, 1, 2]}),
+    ],
+)
+def test_yolact_plus_configs(name, num_keys, deformable):
+    from yolact.deform_conv import ModulatedDeformConv2d
+
+    cfg = get_config(name)
+    model = Yolact(cfg)
+    assert len(model.state_dict()) == num_keys and cfg.num_anchors == 9
+    found = {
+        stage: [i for i, block in enumerate(layer) if isinstance(block.conv2, ModulatedDeformConv2d)]
+        for stage, layer in enumerate(model.backbone.layers)
+    }
+    assert {s: blocks for s, blocks in found.items() if blocks} == deformable
+    priors = make_priors(cfg, feature_sizes(cfg))
+    assert priors.shape == (57744, 4)
+    # The first cell of P3: scales 24 * 2^(j/3), each with aspect ratios 1, 1/2, 2 (w = s sqrt(r), h = s / sqrt(r)).
+    cell = priors[:9, 2:].double() * 550
+    for j in range(3):
+        s = 24 * 2 ** (j / 3)
+        for r_index, r in enumerate((1.0, 0.5, 2.0)):
+            assert torch.allclose(cell[3 * j + r_index], torch.tensor([s * r**0.5, s / r**0.5], dtype=torch.float64), atol=1e-4)
+
+
 def test_im400_and_im700_scales():
     assert get_config("yolact_im400").pred_scales == (17, 34, 69, 139, 279)
     assert get_config("yolact_im700").pred_scales == (30, 61, 122, 244, 488)
