@@ -26,13 +26,17 @@ from torch import nn
 
 import yolact
 from yolact import EndToEnd, Yolact
+from yolact.inference import BatchResult
 from yolact.fileio import atomic_path
 from yolact.preprocess import normalize
 from yolact.priors import feature_sizes
 
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("num_dets", "boxes", "scores", "classes", "masks")
+OUTPUT_NAMES = BatchResult._fields  # num_dets, boxes, scores, classes, masks, mask_scores
+# int32 because TensorRT 8.x cannot bind INT64 network outputs.
+INT32_OUTPUTS = ("num_dets", "classes")
 DEFAULT_OPSET = 17  # what TensorRT 8.6-10 parse well
+DEFORM_CONV_OPSET = 19  # the first opset with DeformConv, which YOLACT++ backbones need
 DYNAMO_OPSET = 18  # the opset the dynamo exporter's op library is written for
 # Bounds the exporter may assume for the dynamic axes (torch.export needs a range).
 MAX_BATCH = 256
@@ -44,8 +48,9 @@ class ExportError(Exception):
 
 
 class ExportModule(nn.Module):
-    """The exported function: uint8 BGR images [B, H, W, 3] -> num_dets [B] int32, boxes [B, K, 4],
-    scores [B, K], classes [B, K] int32, masks [B, K, Hp, Wp].
+    """The exported function: uint8 BGR images [B, H, W, 3] -> the fields of :class:`yolact.BatchResult`,
+    num_dets [B] and classes [B, K] as int32: num_dets, boxes [B, K, 4], scores [B, K], classes, masks
+    [B, K, Hp, Wp], mask_scores [B, K].
 
     With ``static_input`` the images must already be [B, S, S, 3] (S = ``cfg.max_size``) and the resize is
     left out: a half-pixel bilinear resize from S to S is the identity, so the numbers do not change.
@@ -62,13 +67,8 @@ class ExportModule(nn.Module):
             result = self.end_to_end.from_network_input(normalize(images.permute(0, 3, 1, 2).float(), cfg))
         else:
             result = self.end_to_end(images)
-        # int32 because TensorRT 8.x cannot bind INT64 network outputs.
-        return (
-            result.num_dets.to(torch.int32),
-            result.boxes,
-            result.scores,
-            result.classes.to(torch.int32),
-            result.masks,
+        return tuple(
+            value.to(torch.int32) if name in INT32_OUTPUTS else value for name, value in zip(result._fields, result)
         )
 
 
@@ -184,11 +184,23 @@ def outputs_match(a: onnx.ModelProto, b: onnx.ModelProto, images: np.ndarray, at
     )
 
 
+def model_family(cfg: yolact.YolactConfig) -> str:
+    """``yolact++`` (deformable convolutions, mask re-scoring) or ``yolact``: the config's own
+    ``model_family``; configs without one are v1."""
+    return getattr(cfg, "model_family", "yolact")
+
+
+def default_opset(cfg: yolact.YolactConfig) -> int:
+    """Opset 17 for v1 graphs; YOLACT++ needs DeformConv, so 19."""
+    return DEFORM_CONV_OPSET if model_family(cfg) == "yolact++" else DEFAULT_OPSET
+
+
 def model_metadata(model: Yolact, exporter: str, static_input: bool) -> dict[str, str]:
     """Everything a runtime needs besides the graph, as string key/values (JSON for structured ones)."""
     cfg = model.cfg
     return {
         "yolact.config_name": cfg.name,
+        "yolact.model_family": model_family(cfg),
         "yolact.class_names": json.dumps(list(cfg.class_names)),
         "yolact.input_size": json.dumps([cfg.max_size, cfg.max_size]),
         "yolact.input_format": "uint8 BGR NHWC",
@@ -241,12 +253,14 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
 def export_onnx(
     model: Yolact,
     out: str | os.PathLike,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     static_input: bool = False,
     simplify_graph: bool = True,
 ) -> ExportReport:
-    """Export ``model`` (its config's ``max_num_detections`` sets K) to ``out``, atomically."""
+    """Export ``model`` (its config's ``max_num_detections`` sets K) to ``out``, atomically, at ``opset``
+    (default: :func:`default_opset`)."""
     model = model.eval()
+    opset = opset or default_opset(model.cfg)
     module = ExportModule(model, static_input).eval()
     images = example_images(model.cfg, static_input)
     with atomic_path(out) as tmp:  # fails early on an unwritable path, leaves nothing behind on error

@@ -1,5 +1,6 @@
 """python -m export: the end-to-end ONNX graph against PyTorch in onnxruntime, graph hygiene, metadata,
-INT8, and one-line errors. One export per module (yolact_tiny, random weights made to detect)."""
+INT8, the OpenVINO IR (FP32 against the ONNX graph, NNCF INT8), and one-line errors. One export per module
+(yolact_tiny, random weights made to detect)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 
 from export.__main__ import main
 from export.onnx_export import OUTPUT_NAMES, read_metadata, run_onnxruntime
+from export.openvino_export import network_op_names, read_ir_metadata
 from export.quantize import final_convolutions, fold_input_scaling, network_nodes
 from export.trt_check import check_model
 from runtime import Segmenter
@@ -226,6 +228,84 @@ def test_int8_onnx_runs(exported, tmp_path, capsys):
     assert Segmenter(onnx_path, backend="onnxruntime", device="cpu").precision == "fp32"
 
 
+@pytest.fixture(scope="module")
+def exported_ir(exported):
+    _, onnx_path, weights = exported
+    xml = onnx_path.with_name("tiny_ir.xml")
+    assert main(["--weights", str(weights), "--to", "openvino", "--out", str(xml)]) == 0
+    return xml
+
+
+def run_openvino(model, images: np.ndarray) -> list[np.ndarray]:
+    """All outputs, by the ONNX graph's output names, of ``model`` in OpenVINO f32 on the CPU."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    results = compiled({0: images})
+    return [results[compiled.output(name)] for name in OUTPUT_NAMES]
+
+
+def test_openvino_ir_has_the_onnx_graphs_interface(exported, exported_ir):
+    import openvino as ov
+
+    _, onnx_path, _ = exported
+    assert exported_ir.with_suffix(".bin").is_file()
+    ir = ov.Core().read_model(str(exported_ir))
+    graph = onnx.load(str(onnx_path))
+    assert [o.get_names() for o in ir.outputs] == [{o.name} for o in graph.graph.output]
+    assert [i.get_names() for i in ir.inputs] == [{"images"}]
+    assert str(ir.inputs[0].get_partial_shape()) == "[?,?,?,3]" and ir.inputs[0].get_element_type() == ov.Type.u8
+    onnx_types = [onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type) for o in graph.graph.output]
+    assert [o.get_element_type().to_dtype() for o in ir.outputs] == onnx_types
+    onnx_shapes = [[d.dim_value or "?" for d in o.type.tensor_type.shape.dim] for o in graph.graph.output]
+    assert [[d.get_length() if d.is_static else "?" for d in o.get_partial_shape()] for o in ir.outputs] == onnx_shapes
+    ir_meta, onnx_meta = read_ir_metadata(exported_ir), read_metadata(onnx_path)
+    assert ir_meta.pop("yolact.exporter").startswith("openvino.convert_model")
+    onnx_meta.pop("yolact.exporter")
+    assert ir_meta == onnx_meta and ir_meta["yolact.model_family"] == "yolact"
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_openvino_ir_equals_the_onnx_graph(exported, exported_ir, batch):
+    """Two paths to one model: the IR converted from PyTorch and the ONNX graph give the same detections."""
+    _, onnx_path, _ = exported
+    images = sample_images(batch)
+    ir_outputs = dict(zip(OUTPUT_NAMES, run_openvino(str(exported_ir), images)))
+    onnx_outputs = dict(zip(OUTPUT_NAMES, run_onnxruntime(onnx_path, images)))
+    assert ir_outputs["num_dets"].tolist() == onnx_outputs["num_dets"].tolist()
+    assert onnx_outputs["num_dets"].max() == 100  # the noise image fills every slot
+    for name, tolerance in {"classes": 0, "boxes": 1e-5, "scores": 1e-5, "masks": 1e-5, "mask_scores": 1e-5}.items():
+        if name in ir_outputs:
+            assert ir_outputs[name].dtype == onnx_outputs[name].dtype
+            np.testing.assert_allclose(ir_outputs[name], onnx_outputs[name], atol=tolerance, rtol=0, err_msg=name)
+
+
+def test_openvino_int8_quantizes_the_network_only(exported, tmp_path):
+    import openvino as ov
+
+    _, _, weights = exported
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, image in enumerate(sample_images(3)):
+        cv2.imwrite(str(calib / f"{i}.png"), image)
+    out = tmp_path / "int8.xml"
+    assert main(["--weights", str(weights), "--to", "openvino", "--int8", "--calib", str(calib), "--out", str(out)]) == 0
+    ir = ov.Core().read_model(str(out))
+    network = network_op_names(ir)
+    fake_quantize = [op for op in ir.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
+    assert fake_quantize
+    readers = [t.get_node() for op in fake_quantize for t in op.output(0).get_target_inputs()]
+    # Every quantized tensor is read inside the network (weights are quantized in place), none by the
+    # post-processing: the softmax, the box decoding, the mask product stay FP32.
+    assert all(reader.get_friendly_name() in network or reader.get_type_name() == "Convolution" for reader in readers)
+    assert {"Convolution"} <= {reader.get_type_name() for reader in readers}
+    assert not {"MatMul", "Softmax", "TopK", "Sigmoid", "Exp"} & {reader.get_type_name() for reader in readers}
+    assert read_ir_metadata(out)["yolact.precision"].startswith("int8 (NNCF")
+    num_dets, boxes, *_ = run_openvino(str(out), sample_images(2))
+    assert boxes.shape == (2, 100, 4) and num_dets[1] == 0
+    assert Segmenter(out, backend="openvino").precision == "int8 network, fp32 elsewhere"
+
+
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
@@ -234,7 +314,8 @@ def _one_line_error(capsys) -> str:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing weights", "other config", "unwritable output", "no calibration images", "no tensorrt"],
+    ["missing weights", "other config", "unwritable output", "no calibration images", "no tensorrt",
+     "openvino to .onnx", "openvino unwritable output"],
 )
 def test_bad_inputs_fail_in_one_line_and_leave_nothing(exported, tmp_path, capsys, case):
     _, _, weights = exported
@@ -244,11 +325,14 @@ def test_bad_inputs_fail_in_one_line_and_leave_nothing(exported, tmp_path, capsy
         args[1] = str(tmp_path / "nope.pth")
     elif case == "other config":
         args += ["--config", "yolact_small"]
-    elif case == "unwritable output":
+    elif case in ("unwritable output", "openvino unwritable output"):
         blocker = tmp_path / "a_file"
         blocker.write_text("")
-        out = blocker / "model.onnx"
+        out = blocker / ("model.xml" if "openvino" in case else "model.onnx")
         args[3] = str(out)
+        args += ["--to", "openvino"] if "openvino" in case else []
+    elif case == "openvino to .onnx":
+        args += ["--to", "openvino"]
     elif case == "no calibration images":
         (tmp_path / "empty").mkdir()
         args += ["--int8", "--calib", str(tmp_path / "empty")]
@@ -264,6 +348,6 @@ def test_bad_inputs_fail_in_one_line_and_leave_nothing(exported, tmp_path, capsy
     assert main(args) == 1
     err = _one_line_error(capsys)
     assert not out.exists()
-    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".onnx", ".engine", ".tmp")]
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".onnx", ".xml", ".bin", ".engine", ".tmp")]
     if case == "no tensorrt":
         assert "pip install" in err
