@@ -12,7 +12,7 @@ import torch
 from yolact.recipe import recipe_state_dict as yolact_recipe_state_dict
 
 DATA = Path(__file__).parent / "data"
-FIXTURES = ("yolact_resnet50", "yolact_darknet53")
+FIXTURES = ("yolact_resnet50", "yolact_darknet53", "yolact_plus_resnet50")
 
 
 @dataclass

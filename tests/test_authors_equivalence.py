@@ -1,4 +1,4 @@
-"""Our pipeline reproduces the authors' YOLACT stage by stage (tests/data/yolact_*.npz, from dbolya/yolact).
+"""Our pipeline reproduces the authors' YOLACT and YOLACT++ stage by stage (tests/data/yolact_*.npz, from dbolya/yolact).
 
 The weights are rebuilt from the fixture's recipe under the authors' key names, written to a .pth file and
 loaded through the same loader as a released checkpoint. Tolerances are the fixture README's.
@@ -127,3 +127,18 @@ def test_final_image_step(run):
     agreement = (final.masks[matched[ok]] == theirs_masks[ok]).mean()
     assert agreement >= 0.999, f"final masks agree on {agreement:.5f} of pixels"
     assert theirs_masks[ok].any(), "the fixture's masks must not be empty for this comparison to mean anything"
+
+
+def test_mask_scores(run):
+    """YOLACT++ re-scoring: box score x the mask-IoU head's prediction (``final_mask_score``); for v1 models
+    the mask score is the box score."""
+    fixture, _, _, dets, result = run
+    height, width = fixture.meta["image_hw"]
+    final = to_image(result, 0, height, width)
+    matched = match_detections(fixture, final.classes, dets.boxes[0, : len(final)].numpy(), final.scores, 1e-4)
+    ok = matched >= 0
+    theirs = fixture.arrays.get("final_mask_score", fixture["final_score"])
+    assert_close(final.mask_scores[matched[ok]], theirs[ok], 2e-5, "mask scores")
+    if "final_mask_score" in fixture.arrays:
+        assert (theirs[ok] > 0).sum() >= 10, "the fixture's mask scores must not all be zero to mean anything"
+        assert np.abs(final.mask_scores - final.scores).max() > 0.1, "re-scoring must change the scores"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -40,6 +41,7 @@ def ground_truth_detections(coco: COCO, image_id: int, category_ids: list[int]) 
         scores=np.ones(len(annotations), dtype=np.float32),
         boxes=boxes.reshape(-1, 4),
         masks=np.array([coco.annToMask(a) for a in annotations], dtype=bool).reshape(-1, info["height"], info["width"]),
+        mask_scores=np.ones(len(annotations), dtype=np.float32),
     )
 
 
@@ -61,6 +63,31 @@ def test_perfect_detections_score_one(tiny_shapes):
     assert "box" in table and "mask" in table and "100.00" in table
 
 
+def test_masks_rank_by_mask_score_and_boxes_by_box_score(tiny_shapes):
+    """Each object detected twice: a wrong mask with the higher box score, the exact mask with the higher
+    mask score. Ranked by mask score (the authors' eval.py for YOLACT++) the exact masks come first: mask AP
+    1; ranked by box score they do not. Boxes are exact in both, so box AP is 1 either way."""
+    coco = COCO(str(tiny_shapes.val_annotations))
+    category_ids = sorted(coco.getCatIds())
+
+    def scored(box_score: float, mask_score: float) -> list[dict]:
+        detections = []
+        for image_id in coco.getImgIds():
+            exact = ground_truth_detections(coco, image_id, category_ids)
+            wrong = dataclasses.replace(exact, masks=np.roll(exact.masks, exact.masks.shape[2] // 2, axis=2))
+            n = len(exact)
+            detections += coco_detections(image_id, dataclasses.replace(
+                exact, scores=np.full(n, box_score, np.float32), mask_scores=np.full(n, mask_score, np.float32)), category_ids)
+            detections += coco_detections(image_id, dataclasses.replace(
+                wrong, scores=np.full(n, 1 - box_score, np.float32), mask_scores=np.full(n, 1 - mask_score, np.float32)), category_ids)
+        return detections
+
+    rescored = score_detections(coco, scored(box_score=0.4, mask_score=0.9))
+    assert rescored["mask/AP"] == pytest.approx(1.0) and rescored["box/AP"] == pytest.approx(1.0)
+    box_ranked = score_detections(coco, scored(box_score=0.4, mask_score=0.4))
+    assert box_ranked["mask/AP"] < 0.9 and box_ranked["box/AP"] == pytest.approx(1.0)
+
+
 def test_no_detections_score_zero(tiny_shapes):
     coco = COCO(str(tiny_shapes.val_annotations))
     assert score_detections(coco, []) == {name: 0.0 for name in METRIC_NAMES}
@@ -72,7 +99,7 @@ def test_coco_detections_map_classes_back_to_category_ids():
     masks[1, 10:12, 0:4] = True
     dets = ImageDetections(
         classes=np.array([1, 0]), scores=np.array([0.9, 0.4], dtype=np.float32),
-        boxes=np.array([[3, 2, 9, 5], [0, 10, 4, 12]]), masks=masks,
+        boxes=np.array([[3, 2, 9, 5], [0, 10, 4, 12]]), masks=masks, mask_scores=np.array([0.5, 0.3], dtype=np.float32),
     )
     results = coco_detections(5, dets, category_ids=[3, 7])
     assert [r["category_id"] for r in results] == [7, 3]

@@ -76,6 +76,7 @@ def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
             stage, block = int(match.group(1)), int(match.group(2))
             blocks[stage] = max(blocks.get(stage, 0), block + (0 if backbone == "darknet" else 1))
     layers = [blocks[s] for s in sorted(blocks)]
+    deformable = any(k.endswith("conv2.conv_offset_mask.weight") for k in keys)
     fpn = state_dict.get("fpn.lat_layers.0.weight")
     conf = state_dict.get("prediction_layers.0.conf_layer.weight")
     bbox = state_dict.get("prediction_layers.0.bbox_layer.weight")
@@ -85,8 +86,10 @@ def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
         name
         for name, cfg in CONFIGS.items()
         if cfg.backbone == backbone and list(cfg.backbone_layers) == layers and cfg.fpn_channels == fpn_channels
+        and any(cfg.dcn_layers) == deformable
     ]
-    shape = f"{backbone} {layers}, FPN {fpn_channels}, {num_classes} classes, {len(keys)} keys"
+    dcn = ", DCN" if deformable else ""
+    shape = f"{backbone} {layers}{dcn}, FPN {fpn_channels}, {num_classes} classes, {len(keys)} keys"
     return f"{'/'.join(matches) or 'no named config'} ({shape})"
 
 
@@ -115,16 +118,26 @@ def load_state_dict_into(model: Yolact, state_dict: Mapping[str, torch.Tensor], 
     model.load_state_dict(state_dict)
 
 
+def config_from_file_name(path: str | os.PathLike) -> str | None:
+    """The config a released checkpoint's name starts with, as the authors name them
+    (``<config>_<epoch>_<iteration>.pth``, e.g. ``yolact_plus_base_54_800000.pth``), or None."""
+    match = re.fullmatch(r"(.+)_\d+_\d+", Path(path).stem)
+    return match.group(1) if match and match.group(1) in CONFIGS else None
+
+
 def resolve_config(config: str | YolactConfig | None, embedded: Mapping[str, Any] | None, source: str) -> YolactConfig:
     """The explicit config if given (with the checkpoint's class names when it was trained from the same
-    named config), else the config embedded in a training checkpoint."""
+    named config), else the config embedded in a training checkpoint, else the one the file is named after."""
     if isinstance(config, YolactConfig):
         return config
     embedded_cfg = YolactConfig.from_dict(embedded) if embedded else None
     if config is None:
-        if embedded_cfg is None:
-            raise CheckpointError(f"{source}: holds no config; name one with --config ({', '.join(CONFIGS)})")
-        return embedded_cfg
+        if embedded_cfg is not None:
+            return embedded_cfg
+        config = config_from_file_name(source)
+        if config is None:
+            raise CheckpointError(f"{source}: holds no config and its name is none of the authors' "
+                                  f"(<config>_<epoch>_<iteration>.pth); name one with --config ({', '.join(CONFIGS)})")
     if embedded_cfg is not None and embedded_cfg.name == config:
         return embedded_cfg
     return get_config(config)

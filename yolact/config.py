@@ -59,8 +59,22 @@ class YolactConfig:
     proto_channels: int = 256
     mask_dim: int = 32
     pred_scales: tuple[int, ...] = BASE_SCALES
+    # Anchor scales per FPN level: ``s * 2 ** (j / scales_per_octave)`` for j < scales_per_octave (YOLACT++:
+    # 3), each with every aspect ratio; 1 gives the v1 layout of one scale per level.
+    scales_per_octave: int = 1
     aspect_ratios: tuple[float, ...] = (1.0, 0.5, 2.0)
     use_square_anchors: bool = True
+    # Deformable convolutions (DCNv2) in the ResNet backbone, the authors' ``dcn_layers`` / ``dcn_interval``:
+    # in stage s the last ``dcn_layers[s]`` bottlenecks whose index within the stage is a multiple of
+    # ``dcn_interval`` (and the first one when the whole stage is deformable) get a deformable 3x3 conv2.
+    dcn_layers: tuple[int, ...] = (0, 0, 0, 0)
+    dcn_interval: int = 1
+    # YOLACT++ fast mask re-scoring: a small conv net predicts each detection's mask IoU per class from its
+    # cropped mask probabilities at prototype resolution (``maskiou_channels``: its stride-2 3x3 convs).
+    use_maskiou: bool = False
+    maskiou_channels: tuple[int, ...] = (8, 16, 32, 64, 128)
+    # mask score = box score x predicted IoU of the detection's class (the box score itself is kept).
+    rescore_mask: bool = False
     # Input normalisation: "mean_std" (BGR mean/std then RGB) or "unit" (RGB / 255, DarkNet).
     normalization: str = "mean_std"
     pixel_mean_bgr: tuple[float, float, float] = IMAGENET_MEAN_BGR
@@ -98,6 +112,12 @@ class YolactConfig:
     # use a higher learning rate without diverging.
     grad_clip_norm: float = 0.0
     min_box_size_px: int = 4
+    # Mask-IoU loss (YOLACT++): smooth-L1 between the predicted IoU and the IoU of the binarised predicted
+    # mask with the ground truth, x ``maskiou_alpha``, over positives whose ground-truth mask covers more than
+    # ``discard_mask_area`` prototype pixels, at most ``maskious_to_train`` of them per batch (-1: all).
+    maskiou_alpha: float = 25.0
+    discard_mask_area: int = 25
+    maskious_to_train: int = -1
     # SSD augmentation strength: probability of the photometric distortion, largest zoom-out factor (1: none),
     # smallest side of a random crop as a fraction of the image's.
     photometric_p: float = 0.5
@@ -109,6 +129,10 @@ class YolactConfig:
             raise ValueError(f"config {self.name!r}: optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.train_precision not in TRAIN_PRECISIONS:
             raise ValueError(f"config {self.name!r}: train_precision must be one of {TRAIN_PRECISIONS}, not {self.train_precision!r}")
+        if self.rescore_mask and not self.use_maskiou:
+            raise ValueError(f"config {self.name!r}: rescore_mask needs use_maskiou")
+        if any(self.dcn_layers) and self.backbone != "resnet":
+            raise ValueError(f"config {self.name!r}: deformable convolutions need the ResNet backbone")
 
     @property
     def num_classes(self) -> int:
@@ -117,7 +141,12 @@ class YolactConfig:
     @property
     def num_anchors(self) -> int:
         """Anchors per feature-map cell."""
-        return len(self.aspect_ratios)
+        return len(self.aspect_ratios) * self.scales_per_octave
+
+    @property
+    def model_family(self) -> str:
+        """``yolact++`` for the models with deformable convolutions or mask re-scoring, else ``yolact``."""
+        return "yolact++" if self.use_maskiou or any(self.dcn_layers) else "yolact"
 
     def replace(self, **changes: Any) -> "YolactConfig":
         """A copy with some fields changed (the config itself never changes)."""
@@ -140,6 +169,20 @@ class YolactConfig:
 
 
 _YOLACT_BASE = YolactConfig(name="yolact_base", backbone="resnet", backbone_layers=(3, 4, 23, 3))
+
+
+def _plus(cfg: YolactConfig, name: str, dcn_layers: tuple[int, ...], dcn_interval: int = 1) -> YolactConfig:
+    """The authors' YOLACT++ changes to a v1 config: deformable conv2 in the given bottlenecks, three anchor
+    scales per level with true (not square) aspect ratios, and fast mask re-scoring."""
+    return cfg.replace(
+        name=name,
+        dcn_layers=dcn_layers,
+        dcn_interval=dcn_interval,
+        scales_per_octave=3,
+        use_square_anchors=False,
+        use_maskiou=True,
+        rescore_mask=True,
+    )
 
 
 def _resnet18_from_scratch(name: str, size: int, channels: int, max_iter: int, lr_steps: tuple[int, ...]) -> YolactConfig:
@@ -185,11 +228,20 @@ CONFIGS: dict[str, YolactConfig] = {
         ),
         _YOLACT_BASE.replace(name="yolact_im400", max_size=400, pred_scales=scales_for_size(400)),
         _YOLACT_BASE.replace(name="yolact_im700", max_size=700, pred_scales=scales_for_size(700)),
+        # YOLACT++: ResNet-101 with DCN in every third bottleneck of stages 3-5 (11 layers), ResNet-50 with
+        # DCN in every bottleneck of stages 3-5 (13 layers).
+        _plus(_YOLACT_BASE, "yolact_plus_base", dcn_layers=(0, 4, 23, 3), dcn_interval=3),
+        _plus(_YOLACT_BASE.replace(backbone_layers=(3, 4, 6, 3)), "yolact_plus_resnet50", dcn_layers=(0, 4, 6, 3)),
         # Trained from scratch: the CPU training default on the embedded dataset, sized so that
         # `python -m train` fits in 30 minutes on 2 CPU cores.
         _resnet18_from_scratch("yolact_small", size=192, channels=64, max_iter=5_000, lr_steps=(3_750, 4_600)),
         # Unit tests.
         _resnet18_from_scratch("yolact_tiny", size=128, channels=32, max_iter=200, lr_steps=(150,)),
+        # The small recipes plus DCN in every basic block of stages 3-5, 9 anchors and the mask-IoU head.
+        _plus(_resnet18_from_scratch("yolact_plus_small", size=192, channels=64, max_iter=5_000,
+                                     lr_steps=(3_750, 4_600)), "yolact_plus_small", dcn_layers=(0, 2, 2, 2)),
+        _plus(_resnet18_from_scratch("yolact_plus_tiny", size=128, channels=32, max_iter=200, lr_steps=(150,)),
+              "yolact_plus_tiny", dcn_layers=(0, 2, 2, 2)),
     )
 }
 

@@ -15,7 +15,7 @@ from torchvision.ops import batched_nms
 
 from .box_utils import crop, decode
 from .config import YolactConfig
-from .model import YolactOutput
+from .model import MaskIoUNet, YolactOutput
 
 
 class Detections(NamedTuple):
@@ -189,3 +189,11 @@ def assemble_masks(protos: torch.Tensor, detections: Detections) -> torch.Tensor
     masks = crop(masks, detections.boxes, padding=1)
     valid = (detections.prior_index >= 0).to(masks.dtype)
     return masks * valid[..., None, None]
+
+
+def rescore_masks(maskiou_net: MaskIoUNet, masks: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """YOLACT++'s mask scores: each detection's box score times the IoU the mask-IoU net predicts for its
+    class from its cropped mask. masks [B, K, Hp, Wp], scores and classes [B, K] -> [B, K] (0 in padding)."""
+    batch, k, height, width = masks.shape
+    predicted_iou = maskiou_net(masks.reshape(batch * k, 1, height, width)).reshape(batch, k, -1)
+    return scores * predicted_iou.gather(2, classes.clamp(min=0)[..., None]).squeeze(2)

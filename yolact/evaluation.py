@@ -36,8 +36,8 @@ class EvalResult:
 
 
 def coco_detections(image_id: int, dets: ImageDetections, category_ids: list[int]) -> list[dict[str, Any]]:
-    """COCO result entries for one image: bbox [x, y, w, h] in pixels, score, COCO category id and the mask
-    as RLE (counts as str, JSON-ready)."""
+    """COCO result entries for one image: bbox [x, y, w, h] in pixels, score (the box score), mask_score,
+    COCO category id and the mask as RLE (counts as str, JSON-ready)."""
     if len(dets) == 0:
         return []
     rles = mask_utils.encode(np.asfortranarray(dets.masks.transpose(1, 2, 0).astype(np.uint8)))
@@ -48,6 +48,7 @@ def coco_detections(image_id: int, dets: ImageDetections, category_ids: list[int
             "category_id": int(category_ids[int(dets.classes[i])]),
             "bbox": [float(x1[i]), float(y1[i]), float(x2[i] - x1[i]), float(y2[i] - y1[i])],
             "score": float(dets.scores[i]),
+            "mask_score": float(dets.mask_scores[i]),
             "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
         }
         for i, rle in enumerate(rles)
@@ -64,9 +65,15 @@ def score_detections(
     metrics = {}
     for kind, iou_type in _IOU_TYPES.items():
         # Separate result sets per task, as the authors write them: given a bbox, loadRes would take the
-        # box area for the mask's size range.
-        drop = "segmentation" if iou_type == "bbox" else "bbox"
-        results = [{k: v for k, v in det.items() if k != drop} for det in detections]
+        # box area for the mask's size range. Boxes rank by box score, masks by mask score (YOLACT++
+        # re-scoring), as the authors' eval.py does.
+        if iou_type == "bbox":
+            results = [{k: v for k, v in det.items() if k not in ("segmentation", "mask_score")} for det in detections]
+        else:
+            results = [
+                {**{k: v for k, v in det.items() if k not in ("bbox", "mask_score")}, "score": det.get("mask_score", det["score"])}
+                for det in detections
+            ]
         stats = _cocoeval_stats(coco_gt, results, iou_type, image_ids)
         for name, index in _STATS.items():
             metrics[f"{kind}/{name}"] = float(stats[index]) if stats[index] >= 0 else math.nan

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .box_utils import sanitize_coordinates
-from .detection import Detections, assemble_masks, detect, detect_traditional
+from .detection import Detections, assemble_masks, detect, detect_traditional, rescore_masks
 from .model import Yolact
 from .preprocess import preprocess
 
@@ -19,8 +19,9 @@ from .preprocess import preprocess
 class BatchResult(NamedTuple):
     """Static-shape results of a batch (K = ``max_num_detections``), as the exported graph returns them.
 
-    num_dets [B], boxes [B, K, 4] normalised x1y1x2y2, scores [B, K], classes [B, K] (-1 in padding),
-    masks [B, K, Hp, Wp] cropped mask probabilities at prototype resolution.
+    num_dets [B], boxes [B, K, 4] normalised x1y1x2y2, scores [B, K] (box scores), classes [B, K] (-1 in
+    padding), masks [B, K, Hp, Wp] cropped mask probabilities at prototype resolution, mask_scores [B, K]
+    (YOLACT++ with re-scoring: box score x predicted mask IoU; otherwise equal to ``scores``).
     """
 
     num_dets: torch.Tensor
@@ -28,6 +29,7 @@ class BatchResult(NamedTuple):
     scores: torch.Tensor
     classes: torch.Tensor
     masks: torch.Tensor
+    mask_scores: torch.Tensor
 
 
 class EndToEnd(nn.Module):
@@ -50,7 +52,10 @@ class EndToEnd(nn.Module):
     def from_network_input(self, x: torch.Tensor) -> BatchResult:
         """Same as forward, for an already preprocessed batch [B, 3, S, S]."""
         dets, protos = self.detections(x)
-        return BatchResult(dets.num_dets, dets.boxes, dets.scores, dets.classes, assemble_masks(protos, dets))
+        masks = assemble_masks(protos, dets)
+        cfg = self.model.cfg
+        mask_scores = rescore_masks(self.model.maskiou_net, masks, dets.scores, dets.classes) if cfg.rescore_mask else dets.scores
+        return BatchResult(dets.num_dets, dets.boxes, dets.scores, dets.classes, masks, mask_scores)
 
     def detections(self, x: torch.Tensor) -> tuple[Detections, torch.Tensor]:
         """Detections (with coefficients and prior indices) and prototypes for a preprocessed batch."""
@@ -63,20 +68,25 @@ class EndToEnd(nn.Module):
 class ImageDetections:
     """Detections of one image in its own pixel coordinates (N detections, image H x W).
 
-    classes [N] int64 (0-based), scores [N] float32, boxes [N, 4] int64 x1y1x2y2 pixels, masks [N, H, W] bool.
+    classes [N] int64 (0-based), scores [N] float32 box scores, boxes [N, 4] int64 x1y1x2y2 pixels,
+    masks [N, H, W] bool, mask_scores [N] float32 (what ranks the masks; see :class:`BatchResult`).
     """
 
     classes: np.ndarray
     scores: np.ndarray
     boxes: np.ndarray
     masks: np.ndarray
+    mask_scores: np.ndarray
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def above(self, score_threshold: float) -> "ImageDetections":
+        """The detections whose box score is above the threshold."""
         keep = self.scores > score_threshold
-        return ImageDetections(self.classes[keep], self.scores[keep], self.boxes[keep], self.masks[keep])
+        return ImageDetections(
+            self.classes[keep], self.scores[keep], self.boxes[keep], self.masks[keep], self.mask_scores[keep]
+        )
 
 
 def to_image(result: BatchResult, index: int, height: int, width: int) -> ImageDetections:
@@ -97,6 +107,7 @@ def to_image(result: BatchResult, index: int, height: int, width: int) -> ImageD
         scores=result.scores[index, :n].float().cpu().numpy(),
         boxes=pixel_boxes.cpu().numpy(),
         masks=(masks > 0.5).cpu().numpy(),
+        mask_scores=result.mask_scores[index, :n].float().cpu().numpy(),
     )
 
 

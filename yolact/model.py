@@ -114,8 +114,32 @@ class PredictionHead(nn.Module):
         return loc, conf, coeffs
 
 
+class MaskIoUNet(nn.Module):
+    """YOLACT++'s fast mask re-scoring network: the IoU each class's ground truth would have with a mask.
+
+    Stride-2 3x3 convolutions without padding (``cfg.maskiou_channels``), a 1x1 convolution to the classes,
+    each followed by a ReLU, then a global max-pool. Keys ``maskiou_net.{0, 2, ...}`` (the ReLUs between).
+
+    Input [N, 1, Hp, Wp] cropped mask probabilities at prototype resolution -> [N, num_classes].
+    """
+
+    def __init__(self, channels: tuple[int, ...], num_classes: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 1
+        for out_channels in channels:
+            layers += [nn.Conv2d(in_channels, out_channels, 3, stride=2), nn.ReLU(inplace=True)]
+            in_channels = out_channels
+        layers += [nn.Conv2d(in_channels, num_classes, 1), nn.ReLU(inplace=True)]
+        self.maskiou_net = nn.Sequential(*layers)
+
+    def forward(self, masks: torch.Tensor) -> torch.Tensor:
+        return self.maskiou_net(masks).amax(dim=(2, 3))
+
+
 class Yolact(nn.Module):
-    """The YOLACT network (v1). Input: a preprocessed batch [B, 3, S, S] (see ``yolact.preprocess``).
+    """The YOLACT network (v1, and YOLACT++ when the config asks for deformable convolutions and
+    ``use_maskiou``). Input: a preprocessed batch [B, 3, S, S] (see ``yolact.preprocess``).
 
     Outputs a :class:`YolactOutput`; detections come from ``yolact.detection.detect``.
     """
@@ -132,6 +156,8 @@ class Yolact(nn.Module):
             [PredictionHead(cfg.fpn_channels, cfg.num_anchors, cfg.num_classes, cfg.mask_dim)]
         )
         self.semantic_seg_conv = nn.Conv2d(cfg.fpn_channels, cfg.num_classes, 1)
+        # Used by the re-scoring in ``yolact.inference`` and by the mask-IoU loss, not by forward.
+        self.maskiou_net = MaskIoUNet(cfg.maskiou_channels, cfg.num_classes) if cfg.use_maskiou else None
         self.bn_frozen = False
 
     def forward(self, images: torch.Tensor) -> YolactOutput:

@@ -36,6 +36,7 @@ def detections_json(path: Path, image: np.ndarray, dets: ImageDetections, class_
                 "class_id": int(dets.classes[i]),
                 "class_name": class_names[dets.classes[i]],
                 "score": round(float(dets.scores[i]), 6),
+                "mask_score": round(float(dets.mask_scores[i]), 6),
                 "box_xyxy": [int(v) for v in dets.boxes[i]],
                 "mask_area": int(dets.masks[i].sum()),
                 "mask_rle": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},

@@ -14,11 +14,14 @@ from .config import YolactConfig
 def make_priors(cfg: YolactConfig, level_sizes: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """Priors for feature maps of the given (height, width) per FPN level, [P, 4] center-size float32.
 
-    Cells run row-major (y outer, x inner), then aspect ratios inside a cell, matching how the head's
-    outputs are flattened. Sizes are divided by ``cfg.max_size``, not by the actual input size; with
+    Cells run row-major (y outer, x inner), then inside a cell the scales of the level
+    (``s * 2 ** (j / scales_per_octave)``), then aspect ratios, matching how the head's outputs are
+    flattened. Sizes are divided by ``cfg.max_size``, not by the actual input size; with
     ``use_square_anchors`` (every v1 config) the height equals the width.
     """
-    priors = _make_priors(level_sizes, cfg.pred_scales, cfg.aspect_ratios, cfg.max_size, cfg.use_square_anchors)
+    priors = _make_priors(
+        level_sizes, cfg.pred_scales, cfg.scales_per_octave, cfg.aspect_ratios, cfg.max_size, cfg.use_square_anchors
+    )
     return torch.tensor(priors)
 
 
@@ -26,6 +29,7 @@ def make_priors(cfg: YolactConfig, level_sizes: tuple[tuple[int, int], ...]) -> 
 def _make_priors(
     level_sizes: tuple[tuple[int, int], ...],
     scales: tuple[int, ...],
+    scales_per_octave: int,
     aspect_ratios: tuple[float, ...],
     max_size: int,
     square: bool,
@@ -42,12 +46,14 @@ def _make_priors(
             (np.arange(width, dtype=np.float64) + 0.5) / width,
             indexing="ij",
         )
+        # Scale outer, aspect ratio inner, as the authors' loops run; Python floats like theirs.
+        level_scales = np.array([scale * 2 ** (j / scales_per_octave) for j in range(scales_per_octave)])
         ratios = np.array([math.sqrt(r) for r in aspect_ratios], dtype=np.float64)
-        w = scale * ratios / max_size
-        h = w if square else scale / ratios / max_size
-        num_cells, num_ratios = height * width, len(aspect_ratios)
-        centers = np.broadcast_to(np.stack((cx, cy), axis=-1).reshape(num_cells, 1, 2), (num_cells, num_ratios, 2))
-        sizes = np.broadcast_to(np.stack((w, h), axis=-1).reshape(1, num_ratios, 2), (num_cells, num_ratios, 2))
+        w = (level_scales[:, None] * ratios[None, :]).reshape(-1) / max_size
+        h = w if square else (level_scales[:, None] / ratios[None, :]).reshape(-1) / max_size
+        num_cells, per_cell = height * width, len(w)
+        centers = np.broadcast_to(np.stack((cx, cy), axis=-1).reshape(num_cells, 1, 2), (num_cells, per_cell, 2))
+        sizes = np.broadcast_to(np.stack((w, h), axis=-1).reshape(1, per_cell, 2), (num_cells, per_cell, 2))
         levels.append(np.concatenate((centers, sizes), axis=-1).reshape(-1, 4))
     priors = np.concatenate(levels).astype(np.float32)
     priors.flags.writeable = False  # shared by every caller through the cache

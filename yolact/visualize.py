@@ -22,7 +22,8 @@ def instance_color(index: int) -> tuple[int, int, int]:
 def draw_detections(
     image_bgr: np.ndarray, dets: ImageDetections, class_names: Sequence[str], mask_alpha: float = 0.45
 ) -> np.ndarray:
-    """A copy of ``image_bgr`` [H, W, 3] uint8 with every detection drawn, highest score on top."""
+    """A copy of ``image_bgr`` [H, W, 3] uint8 with every detection drawn, highest score on top. Labels give
+    the class and box score, and the mask score after a slash where re-scoring made it differ."""
     canvas = image_bgr.astype(np.float32)
     for i in reversed(range(len(dets))):  # lowest score first so the best ends up on top
         color = np.array(instance_color(i), dtype=np.float32)
@@ -35,6 +36,8 @@ def draw_detections(
         x1, y1, x2, y2 = (int(v) for v in dets.boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), color, 1)
         label = f"{class_names[dets.classes[i]]} {dets.scores[i]:.2f}"
+        if dets.mask_scores[i] != dets.scores[i]:
+            label += f"/{dets.mask_scores[i]:.2f}"
         (tw, th), baseline = cv2.getTextSize(label, font, scale, thickness)
         top = max(y1 - th - baseline - 2, 0)
         cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + baseline + 2), color, -1)
