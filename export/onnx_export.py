@@ -184,15 +184,9 @@ def outputs_match(a: onnx.ModelProto, b: onnx.ModelProto, images: np.ndarray, at
     )
 
 
-def model_family(cfg: yolact.YolactConfig) -> str:
-    """``yolact++`` (deformable convolutions, mask re-scoring) or ``yolact``: the config's own
-    ``model_family``; configs without one are v1."""
-    return getattr(cfg, "model_family", "yolact")
-
-
 def default_opset(cfg: yolact.YolactConfig) -> int:
     """Opset 17 for v1 graphs; YOLACT++ needs DeformConv, so 19."""
-    return DEFORM_CONV_OPSET if model_family(cfg) == "yolact++" else DEFAULT_OPSET
+    return DEFORM_CONV_OPSET if cfg.model_family == "yolact++" else DEFAULT_OPSET
 
 
 def model_metadata(model: Yolact, exporter: str, static_input: bool) -> dict[str, str]:
@@ -200,7 +194,7 @@ def model_metadata(model: Yolact, exporter: str, static_input: bool) -> dict[str
     cfg = model.cfg
     return {
         "yolact.config_name": cfg.name,
-        "yolact.model_family": model_family(cfg),
+        "yolact.model_family": cfg.model_family,
         "yolact.class_names": json.dumps(list(cfg.class_names)),
         "yolact.input_size": json.dumps([cfg.max_size, cfg.max_size]),
         "yolact.input_format": "uint8 BGR NHWC",

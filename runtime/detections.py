@@ -17,26 +17,30 @@ import numpy as np
 import pycocotools.mask as mask_utils
 
 MASK_THRESHOLD = 0.5
+COCO_TASKS = ("bbox", "segm")
 
 
 class RawOutputs(NamedTuple):
     """The graph's outputs for a batch of B images (K = the model's max detections):
     num_dets [B] int32, boxes [B, K, 4] float32 normalised x1y1x2y2, scores [B, K] float32,
-    classes [B, K] int32 (-1 in padding), masks [B, K, Hp, Wp] float32 cropped mask probabilities."""
+    classes [B, K] int32 (-1 in padding), masks [B, K, Hp, Wp] float32 cropped mask probabilities,
+    mask_scores [B, K] float32 (YOLACT++: box score x predicted mask IoU; otherwise the box scores)."""
 
     num_dets: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
     masks: np.ndarray
+    mask_scores: np.ndarray
 
 
 @dataclass
 class Detections:
     """The detections of one image (N of them, image height x width), best score first.
 
-    boxes [N, 4] int64 pixel x1y1x2y2, scores [N] float32, class_ids [N] int64, class_names [N] str,
-    masks [N, height, width] bool.
+    boxes [N, 4] int64 pixel x1y1x2y2, scores [N] float32 box scores, class_ids [N] int64, class_names [N]
+    str, masks [N, height, width] bool, mask_scores [N] float32 (what ranks the masks: YOLACT++'s box score
+    x predicted mask IoU, otherwise the box score).
     """
 
     boxes: np.ndarray
@@ -44,6 +48,7 @@ class Detections:
     class_ids: np.ndarray
     class_names: list[str]
     masks: np.ndarray
+    mask_scores: np.ndarray
     height: int
     width: int
     _rles: list[dict] | None = field(default=None, init=False, repr=False, compare=False)
@@ -67,6 +72,7 @@ class Detections:
                 "class_id": int(self.class_ids[i]),
                 "class_name": self.class_names[i],
                 "score": round(float(self.scores[i]), 6),
+                "mask_score": round(float(self.mask_scores[i]), 6),
                 "box_xyxy": [int(v) for v in self.boxes[i]],
                 "mask_area": int(areas[i]),
                 "mask_rle": {"size": [int(v) for v in rles[i]["size"]], "counts": rles[i]["counts"].decode("ascii")},
@@ -75,23 +81,28 @@ class Detections:
         ]
         return {"image": image_name, "height": self.height, "width": self.width, "detections": records}
 
-    def to_coco(self, image_id: int | str, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        """COCO results entries (bbox [x, y, w, h] pixels, score, RLE segmentation). ``category_ids`` maps a
-        class id to the dataset's category id; by default class id + 1 (contiguous, 1-based)."""
-        rles = self.rle()
+    def to_coco(self, image_id: int | str, task: str, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """COCO results entries for ``task``: ``bbox`` ([x, y, w, h] pixels, scored by the box score) or
+        ``segm`` (RLE segmentation, scored by the mask score), one result set per task as COCO evaluates
+        them. ``category_ids`` maps a class id to the dataset's category id; by default class id + 1
+        (contiguous, 1-based)."""
+        if task not in COCO_TASKS:
+            raise ValueError(f"COCO task {task!r}: choose one of {', '.join(COCO_TASKS)}")
+        rles = self.rle() if task == "segm" else []
         entries = []
         for i in range(len(self)):
-            x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
             class_id = int(self.class_ids[i])
-            entries.append(
-                {
-                    "image_id": image_id,
-                    "category_id": int(category_ids[class_id]) if category_ids is not None else class_id + 1,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": float(self.scores[i]),
-                    "segmentation": {"size": [int(v) for v in rles[i]["size"]], "counts": rles[i]["counts"].decode("ascii")},
-                }
-            )
+            entry: dict[str, Any] = {
+                "image_id": image_id,
+                "category_id": int(category_ids[class_id]) if category_ids is not None else class_id + 1,
+            }
+            if task == "bbox":
+                x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
+                entry.update(bbox=[x1, y1, x2 - x1, y2 - y1], score=float(self.scores[i]))
+            else:
+                segmentation = {"size": [int(v) for v in rles[i]["size"]], "counts": rles[i]["counts"].decode("ascii")}
+                entry.update(segmentation=segmentation, score=float(self.mask_scores[i]))
+            entries.append(entry)
         return entries
 
 
@@ -175,6 +186,7 @@ def paste_detections(
     return Detections(
         boxes=pixel_boxes(raw.boxes[index, keep], height, width),
         scores=raw.scores[index, keep].astype(np.float32),
+        mask_scores=raw.mask_scores[index, keep].astype(np.float32),
         class_ids=class_ids,
         class_names=[class_names[c] if class_names is not None else str(c) for c in class_ids],
         masks=masks,

@@ -5,6 +5,7 @@ INT8, the OpenVINO IR (FP32 against the ONNX graph, NNCF INT8), and one-line err
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from export.openvino_export import network_op_names, read_ir_metadata
 from export.quantize import final_convolutions, fold_input_scaling, network_nodes
 from export.trt_check import check_model
 from runtime import Segmenter
+from runtime.backends.openvino_backend import output_index
 from yolact import EndToEnd, Yolact, get_config, save_weights
 from yolact.box_utils import decode
 from yolact.detection import class_scores
@@ -79,8 +81,9 @@ def pytorch_reference(model: Yolact, images: np.ndarray):
 def test_onnxruntime_matches_pytorch(exported, batch):
     model, onnx_path, _ = exported
     images = sample_images(batch)
-    num_dets, boxes, scores, classes, masks = run_onnxruntime(onnx_path, images)
+    num_dets, boxes, scores, classes, masks, mask_scores = run_onnxruntime(onnx_path, images)
     reference, dets = pytorch_reference(model, images)
+    np.testing.assert_array_equal(mask_scores, scores)  # v1: the mask score is the box score
 
     np.testing.assert_array_equal(num_dets, reference.num_dets.numpy())
     np.testing.assert_array_equal(classes, reference.classes.numpy())
@@ -120,7 +123,7 @@ def test_graph_is_plain_static_and_at_the_asked_opset(exported):
     shape = {name: [d.dim_value or d.dim_param for d in t.shape.dim] for name, t in outputs.items()}
     assert shape == {
         "num_dets": ["batch"], "boxes": ["batch", 100, 4], "scores": ["batch", 100],
-        "classes": ["batch", 100], "masks": ["batch", 100, 32, 32],
+        "classes": ["batch", 100], "masks": ["batch", 100, 32, 32], "mask_scores": ["batch", 100],
     }
     assert outputs["num_dets"].elem_type == outputs["classes"].elem_type == onnx.TensorProto.INT32
     image_input = graph.graph.input[0].type.tensor_type
@@ -129,15 +132,15 @@ def test_graph_is_plain_static_and_at_the_asked_opset(exported):
 
 
 def canonical_order(outputs: list[np.ndarray]) -> list[np.ndarray]:
-    """(num_dets, boxes, scores, classes, masks) with each image's slots sorted by class, then box: random
-    weights give near-tied scores whose order float noise between two graphs may swap."""
-    num_dets, boxes, scores, classes, masks = outputs
+    """The outputs with each image's slots sorted by class, then box: random weights give near-tied scores
+    whose order float noise between two graphs may swap."""
+    num_dets, boxes, _, classes, *_ = outputs
     order = np.stack([np.lexsort((boxes[b, :, 1], boxes[b, :, 0], classes[b])) for b in range(len(classes))])
 
     def take(per_slot: np.ndarray) -> np.ndarray:
         return np.take_along_axis(per_slot, order.reshape(order.shape + (1,) * (per_slot.ndim - 2)), axis=1)
 
-    return [num_dets, take(boxes), take(scores), take(classes), take(masks)]
+    return [num_dets, *(take(output) for output in outputs[1:])]
 
 
 def test_static_input_graph_matches_pytorch(exported, tmp_path):
@@ -162,7 +165,7 @@ def test_static_input_graph_matches_pytorch(exported, tmp_path):
 def test_metadata_reads_back(exported):
     model, onnx_path, _ = exported
     meta = read_metadata(onnx_path)
-    assert meta["yolact.config_name"] == "yolact_tiny"
+    assert meta["yolact.config_name"] == "yolact_tiny" and meta["yolact.model_family"] == "yolact"
     assert json.loads(meta["yolact.class_names"]) == list(model.cfg.class_names)
     assert json.loads(meta["yolact.input_size"]) == [128, 128]
     assert json.loads(meta["yolact.pixel_mean_bgr"]) == list(model.cfg.pixel_mean_bgr)
@@ -205,12 +208,18 @@ def test_input_scaling_folds_into_the_first_convolution(exported, tmp_path):
     assert not fold_input_scaling(model)  # already folded: no flip left to fold
 
 
-def test_int8_onnx_runs(exported, tmp_path, capsys):
-    _, onnx_path, weights = exported
+def calibration_folder(tmp_path: Path) -> Path:
+    """A folder of the three sample images as PNG files."""
     calib = tmp_path / "calib"
     calib.mkdir()
     for i, image in enumerate(sample_images(3)):
         cv2.imwrite(str(calib / f"{i}.png"), image)
+    return calib
+
+
+def test_int8_onnx_runs(exported, tmp_path, capsys):
+    _, onnx_path, weights = exported
+    calib = calibration_folder(tmp_path)
     out = tmp_path / "int8.onnx"
     assert main(["--weights", str(weights), "--int8", "--calib", str(calib), "--out", str(out), "--no-check"]) == 0
     graph = onnx.load(str(out))
@@ -240,9 +249,11 @@ def run_openvino(model, images: np.ndarray) -> list[np.ndarray]:
     """All outputs, by the ONNX graph's output names, of ``model`` in OpenVINO f32 on the CPU."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    graph = ov.Core().read_model(model)
+    names = [output.get_names() for output in graph.outputs]
+    compiled = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     results = compiled({0: images})
-    return [results[compiled.output(name)] for name in OUTPUT_NAMES]
+    return [results[compiled.outputs[output_index(names, name)]] for name in OUTPUT_NAMES]
 
 
 def test_openvino_ir_has_the_onnx_graphs_interface(exported, exported_ir):
@@ -284,10 +295,7 @@ def test_openvino_int8_quantizes_the_network_only(exported, tmp_path):
     import openvino as ov
 
     _, _, weights = exported
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for i, image in enumerate(sample_images(3)):
-        cv2.imwrite(str(calib / f"{i}.png"), image)
+    calib = calibration_folder(tmp_path)
     out = tmp_path / "int8.xml"
     assert main(["--weights", str(weights), "--to", "openvino", "--int8", "--calib", str(calib), "--out", str(out)]) == 0
     ir = ov.Core().read_model(str(out))
