@@ -2,9 +2,10 @@
 boxes and boolean masks at the image size.
 
 It gives the numbers of ``yolact.to_image`` (PyTorch's bilinear upsampling with ``align_corners=False``,
-then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but evaluates
-the bilinear formula only where a mask can be non-zero: the support of its cropped prototype cells grown by
-the one cell that bilinear taps reach, mapped to image pixels. No full-image float plane is ever made.
+then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but upsamples
+a mask only where it can be non-zero: the support of its cropped prototype cells grown by the one cell that
+bilinear taps reach, mapped to image pixels, with OpenCV's bilinear warp. No full-image float plane is ever
+made.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple, Sequence
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 
@@ -108,13 +110,12 @@ class Detections:
 
 class AxisTaps(NamedTuple):
     """Bilinear taps along one axis from ``source`` cells to ``output`` pixels, as PyTorch computes them
-    (float32, half-pixel centres, source index clamped at 0, upper tap clamped to the last cell): pixel i
-    reads cells low[i] and high[i] with weights w_low[i] and w_high[i]. low and high never decrease."""
+    (float32, half-pixel centres, source position clamped at 0, upper tap clamped to the last cell): pixel i
+    reads cells low[i] and high[i]; ``scale`` is source / output. low and high never decrease."""
 
     low: np.ndarray
     high: np.ndarray
-    w_low: np.ndarray
-    w_high: np.ndarray
+    scale: float
 
     def pixels_reaching(self, first_cell: int, last_cell: int) -> slice:
         """The pixels with a tap on a cell in [first_cell, last_cell]; all others read only zero cells."""
@@ -122,37 +123,40 @@ class AxisTaps(NamedTuple):
         stop = int(np.searchsorted(self.low, last_cell, side="right"))
         return slice(start, stop)
 
+    def source_of(self, pixel: int) -> float:
+        """The source position that ``pixel``'s centre maps to (before the clamp at 0)."""
+        return self.scale * (pixel + 0.5) - 0.5
+
 
 @lru_cache(maxsize=64)
 def axis_taps(source: int, output: int) -> AxisTaps:
     scale = np.float32(source) / np.float32(output)
     position = scale * (np.arange(output, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
-    position = np.maximum(position, np.float32(0))
-    low = position.astype(np.int64)
-    w_high = np.clip(position - low.astype(np.float32), np.float32(0), np.float32(1))
+    low = np.maximum(position, np.float32(0)).astype(np.int64)
     high = np.minimum(low + 1, source - 1)
-    return AxisTaps(low, high, np.float32(1) - w_high, w_high)
+    return AxisTaps(low, high, float(scale))
 
 
 def paste_mask(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps, out: np.ndarray) -> None:
-    """Write ``cells`` [Hp, Wp] upsampled and binarised into the all-False ``out`` [H, W], only over the
-    pixels its non-zero cells reach."""
-    nonzero_rows = np.flatnonzero(cells.any(axis=1))
-    if nonzero_rows.size == 0:
+    """Write ``cells`` [Hp, Wp] (float32) upsampled and binarised into the all-False ``out`` [H, W], only
+    over the pixels its non-zero cells reach.
+
+    OpenCV's bilinear warp does the upsampling of that region: the affine map sends each of its pixels to
+    the cell position PyTorch samples (half-pixel centres), and replicating the border is PyTorch's clamp
+    of positions below 0 and of the upper tap to the last cell."""
+    first_col, first_row, support_cols, support_rows = cv2.boundingRect((cells != 0).view(np.uint8))
+    if support_cols == 0:
         return
-    nonzero_cols = np.flatnonzero(cells.any(axis=0))
-    ys = rows.pixels_reaching(nonzero_rows[0], nonzero_rows[-1])
-    xs = cols.pixels_reaching(nonzero_cols[0], nonzero_cols[-1])
+    ys = rows.pixels_reaching(first_row, first_row + support_rows - 1)
+    xs = cols.pixels_reaching(first_col, first_col + support_cols - 1)
     if ys.start == ys.stop or xs.start == xs.stop:  # downsampling to a tiny image can step over the support
         return
-    # The same two passes and operation order as PyTorch: along x within each row, then along y.
-    first_row = rows.low[ys][0]
-    band = cells[first_row : rows.high[ys][-1] + 1]
-    along_x = band[:, cols.low[xs]] * cols.w_low[xs] + band[:, cols.high[xs]] * cols.w_high[xs]
-    upsampled = (
-        along_x[rows.low[ys] - first_row] * rows.w_low[ys, None] + along_x[rows.high[ys] - first_row] * rows.w_high[ys, None]
-    )
-    out[ys, xs] = upsampled > MASK_THRESHOLD
+    to_cells = np.array([[cols.scale, 0.0, cols.source_of(xs.start)], [0.0, rows.scale, rows.source_of(ys.start)]])
+    upsampled = cv2.warpAffine(cells, to_cells, (xs.stop - xs.start, ys.stop - ys.start),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    # OpenCV's threshold (1 above it, else 0), then cast to bool: faster than numpy's comparison into a
+    # strided view.
+    np.copyto(out[ys, xs], cv2.threshold(upsampled, MASK_THRESHOLD, 1, cv2.THRESH_BINARY)[1], casting="unsafe")
 
 
 def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
