@@ -117,11 +117,10 @@ class AxisTaps(NamedTuple):
     high: np.ndarray
     scale: float
 
-    def pixels_reaching(self, first_cell: int, last_cell: int) -> slice:
-        """The pixels with a tap on a cell in [first_cell, last_cell]; all others read only zero cells."""
-        start = int(np.searchsorted(self.high, first_cell, side="left"))
-        stop = int(np.searchsorted(self.low, last_cell, side="right"))
-        return slice(start, stop)
+    def pixels_reaching(self, first_cells: np.ndarray, last_cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell range [first, last]: (start, stop) of the pixels with a tap on a cell in it; all others
+        read only zero cells."""
+        return np.searchsorted(self.high, first_cells, side="left"), np.searchsorted(self.low, last_cells, side="right")
 
     def source_of(self, pixel: int) -> float:
         """The source position that ``pixel``'s centre maps to (before the clamp at 0)."""
@@ -137,26 +136,26 @@ def axis_taps(source: int, output: int) -> AxisTaps:
     return AxisTaps(low, high, float(scale))
 
 
-def paste_mask(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps, out: np.ndarray) -> None:
-    """Write ``cells`` [Hp, Wp] (float32) upsampled and binarised into the all-False ``out`` [H, W], only
-    over the pixels its non-zero cells reach.
+def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps, out: np.ndarray) -> None:
+    """Write each of ``cells`` [N, Hp, Wp] (float32) upsampled and binarised into the all-False ``out``
+    [N, H, W], only over the pixels its non-zero cells reach.
 
     OpenCV's bilinear warp does the upsampling of that region: the affine map sends each of its pixels to
     the cell position PyTorch samples (half-pixel centres), and replicating the border is PyTorch's clamp
     of positions below 0 and of the upper tap to the last cell."""
-    first_col, first_row, support_cols, support_rows = cv2.boundingRect((cells != 0).view(np.uint8))
-    if support_cols == 0:
-        return
-    ys = rows.pixels_reaching(first_row, first_row + support_rows - 1)
-    xs = cols.pixels_reaching(first_col, first_col + support_cols - 1)
-    if ys.start == ys.stop or xs.start == xs.stop:  # downsampling to a tiny image can step over the support
-        return
-    to_cells = np.array([[cols.scale, 0.0, cols.source_of(xs.start)], [0.0, rows.scale, rows.source_of(ys.start)]])
-    upsampled = cv2.warpAffine(cells, to_cells, (xs.stop - xs.start, ys.stop - ys.start),
-                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-    # OpenCV's threshold (1 above it, else 0), then cast to bool: faster than numpy's comparison into a
-    # strided view.
-    np.copyto(out[ys, xs], cv2.threshold(upsampled, MASK_THRESHOLD, 1, cv2.THRESH_BINARY)[1], casting="unsafe")
+    # Each mask's support (x, y, width, height in cells; width 0 when it has none).
+    supports = np.array([cv2.boundingRect(nonzero) for nonzero in (cells != 0).view(np.uint8)], dtype=np.int64)
+    first_col, first_row, support_cols, support_rows = supports.reshape(-1, 4).T
+    y_start, y_stop = rows.pixels_reaching(first_row, first_row + support_rows - 1)
+    x_start, x_stop = cols.pixels_reaching(first_col, first_col + support_cols - 1)
+    # Downsampling to a tiny image can step over a support.
+    reached = (support_cols > 0) & (y_stop > y_start) & (x_stop > x_start)
+    for n in np.flatnonzero(reached):
+        ys, xs = slice(y_start[n], y_stop[n]), slice(x_start[n], x_stop[n])
+        to_cells = np.array([[cols.scale, 0.0, cols.source_of(xs.start)], [0.0, rows.scale, rows.source_of(ys.start)]])
+        upsampled = cv2.warpAffine(cells[n], to_cells, (xs.stop - xs.start, ys.stop - ys.start),
+                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        out[n, ys, xs] = upsampled > MASK_THRESHOLD
 
 
 def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -185,8 +184,7 @@ def paste_detections(
     prototypes = raw.masks[index]
     rows = axis_taps(prototypes.shape[-2], height)
     cols = axis_taps(prototypes.shape[-1], width)
-    for slot, detection in enumerate(keep):
-        paste_mask(prototypes[detection], rows, cols, masks[slot])
+    paste_masks(prototypes[keep], rows, cols, masks)
     return Detections(
         boxes=pixel_boxes(raw.boxes[index, keep], height, width),
         scores=raw.scores[index, keep].astype(np.float32),
