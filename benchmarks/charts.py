@@ -13,7 +13,8 @@ STAGE_COLORS = {"decode_upload": "#8c8c8c", "graph": "#2b6cb0", "paste": "#dd6b2
 
 def fps_chart(report: dict, path: Path) -> None:
     """Left: median latency per variant at the smallest batch, stacked by stage. Right: images/s against
-    batch size, one line per variant."""
+    batch size, one line per variant; one bar per variant when the run has one batch size (a line over one
+    point shows nothing)."""
     rows = report["results"]
     smallest = min(r["batch"] for r in rows)
     first = [r for r in rows if r["batch"] == smallest]
@@ -29,10 +30,19 @@ def fps_chart(report: dict, path: Path) -> None:
     latency_ax.invert_yaxis()
     latency_ax.set(xlabel=f"ms per batch of {smallest} (median)", title=f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]}")
     latency_ax.legend(fontsize=8, loc="lower right")
-    for name in names:
-        points = sorted((r["batch"], r["images_per_s"]) for r in rows if r["variant"] == name)
-        rate_ax.plot(*zip(*points), marker="o", label=name)
-    rate_ax.set(xlabel="batch size", ylabel="images/s", title=report["where"])
-    rate_ax.grid(alpha=0.3)
-    rate_ax.legend(fontsize=7)
+    if len({r["batch"] for r in rows}) == 1:
+        rates = [r["images_per_s"] for r in first]
+        rate_ax.barh(names, rates, color=STAGE_COLORS["graph"])
+        for name, rate in zip(names, rates):
+            rate_ax.text(rate, name, f" {rate:.1f}", va="center", fontsize=8)
+        rate_ax.invert_yaxis()
+        rate_ax.set(xlabel=f"images/s at batch {smallest}", title=report["where"])
+        rate_ax.grid(alpha=0.3, axis="x")
+    else:
+        for name in names:
+            points = sorted((r["batch"], r["images_per_s"]) for r in rows if r["variant"] == name)
+            rate_ax.plot(*zip(*points), marker="o", label=name)
+        rate_ax.set(xlabel="batch size", ylabel="images/s", title=report["where"])
+        rate_ax.grid(alpha=0.3)
+        rate_ax.legend(fontsize=7)
     save_figure(fig, path)

@@ -1,9 +1,10 @@
 """``python -m benchmarks.cpp_runtime``: the C++ runtime's latency next to the Python runtime's, on the same
-backend (OpenVINO f32), model and image, and the C++ overhead over the backend's own inference.
+backend (OpenVINO f32), model and image, the C++ overhead over the backend's own inference, and the two
+final-image steps (paste) on the same detections.
 
 It builds ``runtime/cpp`` (Release) unless ``--build-dir`` already holds ``yolact_segment``, exports the model
 (without ``--weights``: the authors' recipe weights, every detection slot filled), and times both runtimes at
-batch 1 with every detection pasted. Writes ``benchmarks/results/cpp_runtime_<machine>_<config>_<date>.json``
+batch 1 with every detection pasted, in rounds that take turns between them. Writes ``benchmarks/results/cpp_runtime_<machine>_<config>_<date>.json``
 and ``.md``.
 """
 
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -61,39 +63,50 @@ def cmake_build(build_dir: Path, *options: str, target: str | None = None, timeo
     return build_dir
 
 
-def time_python(model: Path, image: np.ndarray, repeat: int, threads: int) -> dict:
-    """The Python runtime on OpenVINO f32: the graph (``infer``) and the paste, per run."""
-    segmenter = runtime.Segmenter(model, backend="openvino", precision="fp32", threads=threads, score_threshold=0.0)
+@dataclass
+class Samples:
+    """Per-run milliseconds of one runtime: the backend's inference, everything else, and the paste alone."""
+
+    infer: list[float] = field(default_factory=list)
+    rest: list[float] = field(default_factory=list)
+    paste: list[float] = field(default_factory=list)
+    detections: int = 0
+
+    def summary(self) -> dict:
+        """Medians, and the overhead over the backend's inference."""
+        infer, rest = float(np.median(self.infer)), float(np.median(self.rest))
+        return {"infer_ms": round(infer, 2), "rest_ms": round(rest, 2), "total_ms": round(infer + rest, 2),
+                "paste_ms": round(float(np.median(self.paste)), 2), "overhead_vs_inference": round(rest / infer, 4),
+                "detections": self.detections, "runs": len(self.infer)}
+
+
+def time_python(segmenter: runtime.Segmenter, image: np.ndarray, repeat: int, samples: Samples) -> None:
+    """The Python runtime: the graph (``infer``) and the paste, ``repeat`` runs after a warm-up run."""
     batch = image[None]
-    infer, paste, detections = [], [], 0
-    for index in range(repeat + 1):  # run 0 warms the backend up
+    for index in range(repeat + 1):
         start = time.perf_counter()
         raw = segmenter.infer(batch)
         inferred = time.perf_counter()
-        detections = len(runtime.paste_detections(raw, 0, *image.shape[:2]))
+        samples.detections = len(runtime.paste_detections(raw, 0, *image.shape[:2]))
         done = time.perf_counter()
         if index:
-            infer.append((inferred - start) * 1000)
-            paste.append((done - inferred) * 1000)
-    return summarise(infer, paste, detections)
+            samples.infer.append((inferred - start) * 1000)
+            samples.rest.append((done - inferred) * 1000)
+            samples.paste.append((done - inferred) * 1000)
 
 
-def time_cpp(example: Path, model: Path, image_path: Path, repeat: int, threads: int, scratch: Path) -> dict:
+def time_cpp(example: Path, model: Path, image_path: Path, repeat: int, threads: int, scratch: Path, samples: Samples) -> None:
+    """The C++ example on the image, ``repeat`` runs after a warm-up run, timed by its --timing-json."""
     timing = scratch / "cpp_timing.json"
     command = [str(example), "--model", str(model), "--out", str(scratch / "cpp_out"), "--backend", "openvino",
                "--precision", "fp32", "--threads", str(threads), "--batch-size", "1", "--score-threshold", "0",
                "--repeat", str(repeat + 1), "--timing-json", str(timing), str(image_path)]
     subprocess.run(command, check=True, capture_output=True, text=True)
     runs = json.loads(timing.read_text())["runs"][1:]  # run 0 warms the backend up
-    record = json.loads((scratch / "cpp_out" / f"{image_path.stem}.json").read_text())
-    return summarise([r["infer_ms"] for r in runs], [r["total_ms"] - r["infer_ms"] for r in runs], len(record["detections"]))
-
-
-def summarise(infer_ms: list[float], rest_ms: list[float], detections: int) -> dict:
-    """Medians of the backend's inference and of everything else per run, and the overhead ratio."""
-    infer, rest = float(np.median(infer_ms)), float(np.median(rest_ms))
-    return {"infer_ms": round(infer, 2), "rest_ms": round(rest, 2), "total_ms": round(infer + rest, 2),
-            "overhead_vs_inference": round(rest / infer, 4), "detections": detections, "runs": len(infer_ms)}
+    samples.detections = len(json.loads((scratch / "cpp_out" / f"{image_path.stem}.json").read_text())["detections"])
+    samples.infer += [r["infer_ms"] for r in runs]
+    samples.rest += [r["total_ms"] - r["infer_ms"] for r in runs]
+    samples.paste += [r["paste_ms"] for r in runs]
 
 
 def markdown(report: dict) -> str:
@@ -107,13 +120,22 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paste_markdown(report: dict) -> str:
+    """The two final-image steps on the same detections: medians and the Python/C++ ratio."""
+    cpp, python = report["cpp"]["paste_ms"], report["python"]["paste_ms"]
+    return (f"Paste of {report['cpp']['detections']} detections at {report['image_hw'][0]}x{report['image_hw'][1]}: "
+            f"C++ {cpp:.2f} ms, Python {python:.2f} ms ({python / cpp:.2f}x the C++ time).\n")
+
+
 def main(argv=None) -> int:
     parser = OneLineParser(prog="python -m benchmarks.cpp_runtime", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="yolact_base")
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the authors' recipe weights)")
     parser.add_argument("--build-dir", type=Path, default=Path("build/cpp"), help="CMake build folder (built if needed)")
     parser.add_argument("--image-size", default="480x640")
-    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=10, help="timed runs per runtime and round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds taking turns between the runtimes (a slow spell of a shared machine falls on both)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -136,16 +158,22 @@ def main(argv=None) -> int:
         image = cv2.resize(cv2.imread(str(source)), (width, height), interpolation=cv2.INTER_LINEAR)
         image_path = scratch / "image.png"
         cv2.imwrite(str(image_path), image)
-        cpp = time_cpp(example, model, image_path, args.repeat, args.threads, scratch)
-        python = time_python(model, image, args.repeat, args.threads)
+        segmenter = runtime.Segmenter(model, backend="openvino", precision="fp32", threads=args.threads, score_threshold=0.0)
+        cpp_samples, python_samples = Samples(), Samples()
+        for _ in range(args.rounds):
+            time_cpp(example, model, image_path, args.repeat, args.threads, scratch, cpp_samples)
+            time_python(segmenter, image, args.repeat, python_samples)
+        cpp, python = cpp_samples.summary(), python_samples.summary()
     machine = {**machine_details(), "gpu": None, "threads": args.threads}
     report = {"config": args.config, "image_hw": [height, width], "backend": "openvino f32", "batch": 1,
               "weights": str(args.weights) if args.weights else "authors' recipe weights",
               "where": f"{machine['cpu']}, {args.threads} threads", "cpp": cpp, "python": python, "machine": machine}
     stem = args.out_dir / f"cpp_runtime_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    report["python_paste_vs_cpp"] = round(python["paste_ms"] / cpp["paste_ms"], 3)
     write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), markdown(report))
+    write_text_atomic(stem.with_suffix(".md"), markdown(report) + "\n" + paste_markdown(report))
     print(markdown(report))
+    print(paste_markdown(report))
     print(f"wrote {stem}.json and .md")
     return 0
 

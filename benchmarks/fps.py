@@ -35,6 +35,7 @@ from export.calibration import calibration_files
 from export.onnx_export import INPUT_NAME, OUTPUT_NAMES
 from export.quantize import final_convolutions
 from train.options import OneLineParser
+from yolact.config import get_config
 from yolact.data import ensure_shapes_dataset
 from yolact.fileio import write_text_atomic
 
@@ -111,7 +112,7 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
     set_threads(args.threads)
     torch.backends.cudnn.benchmark = True
     spec = SPECS[args.worker]
-    graphs = GraphFiles(args.graphs / f"{args.config}.onnx", args.graphs / f"{args.config}_int8.onnx")
+    graphs = GraphFiles(args.graphs, args.config)
     variant = open_variant(spec, lambda: load_or_recipe(args.config, args.weights, args.device), graphs, args.device, args.threads)
     post_processing = PostProcessingTimer(args.graphs, args.threads) if spec.name == "onnxruntime_fp32" else None
     encoded = encoded_images(args.images, args.height, args.width)
@@ -258,15 +259,16 @@ def main(argv=None) -> int:
         return 0
     set_threads(args.threads)
     started = datetime.datetime.now(datetime.timezone.utc)
-    skipped = {name: why for name in args.variants if (why := skip_reason(SPECS[name], args.device))}
+    family = get_config(args.config).model_family
+    skipped = {name: why for name in args.variants if (why := skip_reason(SPECS[name], args.device, family))}
     runnable = [name for name in args.variants if name not in skipped]
     with tempfile.TemporaryDirectory(prefix="yolact-fps-") as scratch:
         graphs = Path(scratch)
         if any(SPECS[name].backend != "pytorch" for name in runnable):
             model = load_or_recipe(args.config, args.weights, "cpu")
-            needs_int8 = any(SPECS[n].precision == "int8" for n in runnable)
-            files = export_graphs(model, graphs, int8_recipe(args) if needs_int8 else None)
-            split_at_final_convolutions(files.fp32, graphs)
+            files = export_graphs(model, graphs, [SPECS[name] for name in runnable], int8_recipe(args))
+            if "onnxruntime_fp32" in runnable:
+                split_at_final_convolutions(files.path("onnx", False), graphs)
         # Rounds take turns through the variants, so that a slow spell of a shared machine falls on all of them.
         per_round = -(-args.iters // args.rounds)
         samples: dict[tuple[str, int], list[dict]] = {}

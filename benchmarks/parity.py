@@ -100,14 +100,12 @@ def main(argv=None) -> int:
         print(f"python -m benchmarks.parity: error: {exc}", file=sys.stderr)
         return 2
     names = [REFERENCE, *(n for n in args.variants if n != REFERENCE)]
-    skipped = {name: why for name in names if (why := skip_reason(SPECS[name], args.device))}
+    skipped = {name: why for name in names if (why := skip_reason(SPECS[name], args.device, model.cfg.model_family))}
     runnable = [name for name in names if name not in skipped]
     tolerances = {"fp32": args.tol_fp32, "reduced": args.tol_reduced, "int8": args.tol_int8}
     metrics = {}
     with tempfile.TemporaryDirectory(prefix="yolact-parity-") as scratch:
-        needs_int8 = any(SPECS[n].precision == "int8" for n in runnable)
-        graphs = export_graphs(model, Path(scratch), int8_recipe(args) if needs_int8 else None) if any(
-            SPECS[n].backend != "pytorch" for n in runnable) else None
+        graphs = export_graphs(model, Path(scratch), [SPECS[name] for name in runnable], int8_recipe(args))
         for name in runnable:
             # A model of its own per PyTorch variant: a variant may move it or change its memory layout.
             variant = open_variant(SPECS[name], lambda: load_or_recipe(args.config, weights, args.device), graphs,

@@ -21,6 +21,7 @@ import torch
 import runtime
 from export.calibration import calibration_files
 from export.onnx_export import export_onnx
+from export.openvino_export import export_openvino, quantize_openvino
 from export.quantize import CALIBRATION_METHODS, QUANTIZED_OPS, quantize_int8
 from yolact import EndToEnd, ImageDetections, Yolact, to_image
 from yolact.checkpoint import load_model
@@ -31,7 +32,9 @@ from yolact.recipe import recipe_model
 @dataclass(frozen=True)
 class VariantSpec:
     """A backend and precision. ``kind``: which tolerance applies in parity (fp32, reduced, int8), or
-    ``comparison`` for another algorithm that parity reports but does not judge (traditional NMS)."""
+    ``comparison`` for another algorithm that parity reports but does not judge (traditional NMS).
+    ``graph``: what the runtime variants load, the ONNX graph or the OpenVINO IR (python -m export --to
+    openvino; its INT8 is NNCF's)."""
 
     name: str
     backend: str  # pytorch, onnxruntime, openvino, tensorrt
@@ -39,6 +42,7 @@ class VariantSpec:
     kind: str
     nms: str = "fast"
     compiled: bool = False
+    graph: str = "onnx"  # onnx, ir
 
 
 SPECS = {
@@ -53,6 +57,9 @@ SPECS = {
         VariantSpec("openvino_f32", "openvino", "fp32", "fp32"),
         VariantSpec("openvino_bf16", "openvino", "bf16", "reduced"),
         VariantSpec("openvino_int8", "openvino", "int8", "int8"),
+        VariantSpec("openvino_ir_f32", "openvino", "fp32", "fp32", graph="ir"),
+        VariantSpec("openvino_ir_bf16", "openvino", "bf16", "reduced", graph="ir"),
+        VariantSpec("openvino_ir_int8", "openvino", "int8", "int8", graph="ir"),
         VariantSpec("tensorrt_fp16", "tensorrt", "fp16", "reduced"),
         VariantSpec("tensorrt_int8", "tensorrt", "int8", "int8"),
     )
@@ -60,8 +67,8 @@ SPECS = {
 REFERENCE = "pytorch_fp32"
 
 
-def skip_reason(spec: VariantSpec, device: str) -> str | None:
-    """Why ``spec`` cannot run here (None: it can)."""
+def skip_reason(spec: VariantSpec, device: str, model_family: str) -> str | None:
+    """Why ``spec`` cannot run here, for a model of ``model_family`` (yolact, yolact++; None: it can)."""
     cuda = device.startswith("cuda")
     if spec.backend == "pytorch":
         if spec.precision == "fp16" and not cuda:
@@ -75,8 +82,12 @@ def skip_reason(spec: VariantSpec, device: str) -> str | None:
         return f"{spec.backend} is not installed"
     if cuda and spec.backend == "openvino":
         return "OpenVINO runs on Intel CPUs and GPUs, not CUDA"
-    if spec.name == "openvino_bf16" and not _cpu_has_bf16():
+    if spec.precision == "bf16" and spec.backend == "openvino" and not _cpu_has_bf16():
         return "this CPU has no native bf16 (OpenVINO would emulate it)"
+    if spec.backend == "openvino" and spec.graph == "onnx" and model_family == "yolact++":
+        return "OpenVINO's ONNX frontend rejects DeformConv (YOLACT++): the openvino_ir variants run the IR"
+    if spec.graph == "ir" and spec.precision == "int8" and importlib.util.find_spec("nncf") is None:
+        return "nncf is not installed (pip install nncf)"
     return None
 
 
@@ -93,12 +104,20 @@ def load_or_recipe(config: str, weights: Path | None, device: str) -> Yolact:
     return model.eval()
 
 
-@dataclass
+@dataclass(frozen=True)
 class GraphFiles:
-    """The exported graphs a run needs, made once and shared by every variant."""
+    """Where the exported graphs of ``config`` lie in ``folder``, made once and shared by every variant:
+    ONNX FP32 and INT8 QDQ, OpenVINO IR FP32 and NNCF INT8."""
 
-    fp32: Path
-    int8: Path | None
+    folder: Path
+    config: str
+
+    def path(self, graph: str, int8: bool) -> Path:
+        suffix = {"onnx": ".onnx", "ir": ".xml"}[graph]
+        return self.folder / f"{self.config}{'_int8' if int8 else ''}{suffix}"
+
+    def of(self, spec: VariantSpec) -> Path:
+        return self.path(spec.graph, spec.precision == "int8")
 
 
 @dataclass(frozen=True)
@@ -111,18 +130,27 @@ class Int8Recipe:
 
     def record(self) -> dict:
         """The recipe as a results file states it, with what it quantizes."""
-        return {**asdict(self), "quantized": f"the network, first to final convolution: {', '.join(QUANTIZED_OPS)}"}
+        return {**asdict(self), "quantized": f"the network, first to final convolution: {', '.join(QUANTIZED_OPS)}",
+                "openvino_ir_int8": "NNCF post-training INT8 of the same part of the IR, on the same images (its own calibration)"}
 
 
-def export_graphs(model: Yolact, folder: Path, int8: Int8Recipe | None) -> GraphFiles:
-    """ONNX FP32 (and, if a recipe is given, INT8 QDQ) of ``model`` in ``folder``."""
-    fp32 = folder / f"{model.cfg.name}.onnx"
-    export_onnx(model.cpu(), fp32)
-    quantized = None
-    if int8 is not None:
-        quantized = quantize_int8(fp32, folder / f"{model.cfg.name}_int8.onnx", calibration_files(None, int8.images),
-                                  int8.method, int8.keep_ends_fp32)
-    return GraphFiles(fp32, quantized)
+def export_graphs(model: Yolact, folder: Path, specs: list[VariantSpec], int8: Int8Recipe) -> GraphFiles:
+    """The graphs the runtime variants among ``specs`` load, of ``model`` in ``folder``: the ONNX graph (for
+    its own variants and its INT8), its INT8 QDQ, the OpenVINO IR and its NNCF INT8, each calibrated on the
+    same images."""
+    files = GraphFiles(folder, model.cfg.name)
+    needed = {(spec.graph, spec.precision == "int8") for spec in specs if spec.backend != "pytorch"}
+    model = model.cpu()
+    if {("onnx", False), ("onnx", True)} & needed:
+        export_onnx(model, files.path("onnx", False))
+    if ("onnx", True) in needed:
+        quantize_int8(files.path("onnx", False), files.path("onnx", True), calibration_files(None, int8.images),
+                      int8.method, int8.keep_ends_fp32)
+    if ("ir", False) in needed:
+        export_openvino(model, files.path("ir", False))
+    if ("ir", True) in needed:
+        quantize_openvino(model, files.path("ir", True), calibration_files(None, int8.images))
+    return files
 
 
 def add_int8_options(parser, default_images: int) -> None:
@@ -164,14 +192,13 @@ def open_variant(
     the others hold no PyTorch weights), the others on the exported ``graphs``."""
     if spec.backend == "pytorch":
         return _pytorch_variant(spec, load_model(), device)
-    path = graphs.int8 if spec.precision == "int8" else graphs.fp32
     precision = "fp32" if spec.precision == "int8" else spec.precision  # the INT8 graph's other ops stay FP32
-    segmenter = runtime.Segmenter(path, backend=spec.backend, device=device if spec.backend != "openvino" else None,
+    segmenter = runtime.Segmenter(graphs.of(spec), backend=spec.backend, device=device if spec.backend != "openvino" else None,
                                   precision=precision, score_threshold=0.0, threads=threads)
 
     def paste(raw: runtime.RawOutputs, index: int, height: int, width: int) -> ImageDetections:
         dets = runtime.paste_detections(raw, index, height, width)
-        return ImageDetections(dets.class_ids, dets.scores, dets.boxes, dets.masks)
+        return ImageDetections(dets.class_ids, dets.scores, dets.boxes, dets.masks, dets.mask_scores)
 
     return Variant(spec, segmenter.executed_on, lambda batch: batch, segmenter.infer, paste,
                    lambda raw: np.asarray(raw.num_dets))

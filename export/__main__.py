@@ -1,5 +1,5 @@
-"""``python -m export``: checkpoint -> end-to-end ONNX graph (optionally INT8) or TensorRT engine; or
-``--check model.onnx`` for the TensorRT compatibility verdict.
+"""``python -m export``: checkpoint -> end-to-end ONNX graph, OpenVINO IR (either optionally INT8) or
+TensorRT engine; or ``--check model.onnx`` for the TensorRT compatibility verdict.
 
 Errors about inputs (weights, config, paths, calibration data, missing TensorRT) are one line on stderr
 with a non-zero exit status, and leave no partial file behind.
@@ -8,6 +8,7 @@ with a non-zero exit status, and leave no partial file behind.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -15,24 +16,28 @@ from pathlib import Path
 from yolact import CheckpointError, load_model
 
 from .calibration import DEFAULT_NUM_IMAGES, calibration_files
-from .onnx_export import DEFAULT_OPSET, DEFORM_CONV_OPSET, ExportError, export_onnx
+from .onnx_export import ExportError, export_onnx
+from .openvino_export import bin_path, export_openvino, quantize_openvino
 from .quantize import CALIBRATION_METHODS, quantize_int8
 from .trt_check import check_model
+
+
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "trt": ".engine"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, help="checkpoint (.pth); a training checkpoint carries its config")
     parser.add_argument("--config", help="config name (optional when the checkpoint embeds one)")
-    parser.add_argument("--to", choices=("onnx", "trt"), default="onnx")
-    parser.add_argument("--out", type=Path, help="output file (default: beside the weights, .onnx / .engine)")
-    parser.add_argument("--opset", type=int, help=f"ONNX opset (default: {DEFAULT_OPSET}; {DEFORM_CONV_OPSET} for YOLACT++, "
-                        "whose deformable convolutions are DeformConv)")
+    parser.add_argument("--to", choices=tuple(SUFFIXES), default="onnx")
+    parser.add_argument("--out", type=Path, help="output file (default: beside the weights, .onnx / .xml / .engine)")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: 17; 19 for YOLACT++, which needs DeformConv)")
     parser.add_argument("--max-dets", type=int, help="detections per image K (default: the config's, 100)")
     parser.add_argument("--static-input", action="store_true", help="input fixed at the network size [B, S, S, 3]")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     parser.add_argument("--fp16", action="store_true", help="TensorRT: FP16 with exp/softmax/sigmoid kept FP32")
-    parser.add_argument("--int8", action="store_true", help="ONNX: onnxruntime QDQ; TensorRT: INT8 calibration")
+    parser.add_argument("--int8", action="store_true",
+                        help="ONNX: onnxruntime QDQ; OpenVINO: NNCF post-training; TensorRT: INT8 calibration")
     parser.add_argument("--calib", type=Path, help="calibration image folder (default: embedded train split)")
     parser.add_argument("--calib-images", type=int, default=DEFAULT_NUM_IMAGES)
     parser.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax",
@@ -48,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--weights is required (or --check MODEL.onnx)")
     if args.fp16 and args.to != "trt":
         parser.error("--fp16 applies to --to trt")
+    if args.to == "openvino" and (args.calib_method != "minmax" or args.int8_keep_ends):
+        parser.error("--calib-method and --int8-keep-ends apply to --to onnx --int8 (NNCF calibrates --to openvino)")
     return args
 
 
@@ -59,20 +66,38 @@ def run_check(path: Path) -> int:
     return 0 if result.passed else 1
 
 
+def check_openvino_output(out: Path, int8: bool) -> None:
+    """The libraries --to openvino needs are installed and ``out`` names an IR."""
+    for library in ("openvino", "nncf") if int8 else ("openvino",):
+        if importlib.util.find_spec(library) is None:
+            raise ExportError(f"--to openvino{' --int8' if int8 else ''} needs {library} (pip install {library})")
+    if out.suffix != ".xml":
+        raise ExportError(f"--out {out}: an OpenVINO IR is a .xml file (its .bin is written beside it)")
+
+
 def export(args: argparse.Namespace) -> int:
     """Fail-fast checks first (TensorRT importable, calibration images found), then the export."""
-    suffix = ".onnx" if args.to == "onnx" else ".engine"
-    out = args.out or args.weights.with_suffix(suffix)
+    out = args.out or args.weights.with_suffix(SUFFIXES[args.to])
     if args.to == "trt":
         from .tensorrt_build import BatchRange, build_engine, import_tensorrt
 
         import_tensorrt()
         batch = BatchRange.parse(args.batch)
-    calib = calibration_files(args.calib, args.calib_images) if args.int8 and (args.to == "onnx" or args.calib) else None
+    if args.to == "openvino":
+        check_openvino_output(out, args.int8)
+    calib = calibration_files(args.calib, args.calib_images) if args.int8 and (args.to != "trt" or args.calib) else None
 
     model = load_model(args.weights, args.config)
     if args.max_dets is not None:
         model.cfg = model.cfg.replace(max_num_detections=args.max_dets)
+    if args.to == "openvino":
+        if args.int8:
+            written = quantize_openvino(model, out, calib, args.static_input)
+            print(f"wrote {written} and {bin_path(written).name} (INT8 by NNCF, calibrated on {len(calib)} images)")
+        else:
+            written = export_openvino(model, out, args.static_input)
+            print(f"wrote {written} and {bin_path(written).name} (FP32)")
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         onnx_out = out.with_suffix(".onnx") if args.to == "trt" else out
         if args.int8 and args.to == "onnx":

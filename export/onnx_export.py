@@ -28,14 +28,17 @@ from torch import nn
 
 import yolact
 from yolact import EndToEnd, Yolact
+from yolact.inference import BatchResult
 from yolact.fileio import atomic_path
 from yolact.preprocess import normalize
 from yolact.priors import feature_sizes
 
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("num_dets", "boxes", "scores", "classes", "masks", "mask_scores")
+OUTPUT_NAMES = BatchResult._fields  # num_dets, boxes, scores, classes, masks, mask_scores
+# int32 because TensorRT 8.x cannot bind INT64 network outputs.
+INT32_OUTPUTS = ("num_dets", "classes")
 DEFAULT_OPSET = 17  # what TensorRT 8.6-10 parse well
-DEFORM_CONV_OPSET = 19  # the first opset with DeformConv
+DEFORM_CONV_OPSET = 19  # the first opset with DeformConv, which YOLACT++ backbones need
 DYNAMO_OPSET = 18  # the opset the dynamo exporter's op library is written for
 # Bounds the exporter may assume for the dynamic axes (torch.export needs a range).
 MAX_BATCH = 256
@@ -47,8 +50,9 @@ class ExportError(Exception):
 
 
 class ExportModule(nn.Module):
-    """The exported function: uint8 BGR images [B, H, W, 3] -> num_dets [B] int32, boxes [B, K, 4],
-    scores [B, K], classes [B, K] int32, masks [B, K, Hp, Wp], mask_scores [B, K].
+    """The exported function: uint8 BGR images [B, H, W, 3] -> the fields of :class:`yolact.BatchResult`,
+    num_dets [B] and classes [B, K] as int32: num_dets, boxes [B, K, 4], scores [B, K], classes, masks
+    [B, K, Hp, Wp], mask_scores [B, K].
 
     With ``static_input`` the images must already be [B, S, S, 3] (S = ``cfg.max_size``) and the resize is
     left out: a half-pixel bilinear resize from S to S is the identity, so the numbers do not change.
@@ -65,14 +69,8 @@ class ExportModule(nn.Module):
             result = self.end_to_end.from_network_input(normalize(images.permute(0, 3, 1, 2).float(), cfg))
         else:
             result = self.end_to_end(images)
-        # int32 because TensorRT 8.x cannot bind INT64 network outputs.
-        return (
-            result.num_dets.to(torch.int32),
-            result.boxes,
-            result.scores,
-            result.classes.to(torch.int32),
-            result.masks,
-            result.mask_scores,
+        return tuple(
+            value.to(torch.int32) if name in INT32_OUTPUTS else value for name, value in zip(result._fields, result)
         )
 
 
@@ -203,6 +201,7 @@ def model_metadata(model: Yolact, exporter: str, static_input: bool) -> dict[str
     cfg = model.cfg
     return {
         "yolact.config_name": cfg.name,
+        "yolact.model_family": cfg.model_family,
         "yolact.class_names": json.dumps(list(cfg.class_names)),
         "yolact.input_size": json.dumps([cfg.max_size, cfg.max_size]),
         "yolact.input_format": "uint8 BGR NHWC",
@@ -262,7 +261,7 @@ def export_onnx(
     """Export ``model`` (its config's ``max_num_detections`` sets K) to ``out``, atomically, at ``opset``
     (default: :func:`default_opset`)."""
     model = model.eval()
-    opset = default_opset(model.cfg) if opset is None else opset
+    opset = opset or default_opset(model.cfg)
     module = ExportModule(model, static_input).eval()
     images = example_images(model.cfg, static_input)
     with atomic_path(out) as tmp:  # fails early on an unwritable path, leaves nothing behind on error

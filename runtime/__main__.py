@@ -1,9 +1,10 @@
 """``python -m runtime --model M INPUT... --out DIR``
 
-Runs an exported model (``.onnx`` or TensorRT ``.engine``) on images, folders of images (recursive) and
-video files, without torch. Writes per image ``<name>.png`` (the detections drawn over it) and
-``<name>.json``; per video ``<name>.mp4`` (drawn over every frame) and ``<name>.json`` (one record per
-frame); and ``coco_results.json`` with every detection in COCO results format. Exit status: 0, 1 when
+Runs an exported model (``.onnx``, OpenVINO ``.xml`` or TensorRT ``.engine``) on images, folders of images
+(recursive) and video files, without torch. Writes per image ``<name>.png`` (the detections drawn over it)
+and ``<name>.json``; per video ``<name>.mp4`` (drawn over every frame) and ``<name>.json`` (one record per
+frame); and every detection in COCO results format, one file per task: ``coco_bbox_results.json`` (boxes,
+box scores) and ``coco_segm_results.json`` (masks, mask scores). Exit status: 0, 1 when
 some input could not be read (reported and skipped), 2 for a bad model, option or argument.
 """
 
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .detections import Detections
+from .detections import COCO_TASKS, Detections
 from .errors import ImageError, ModelError, SegmenterError
 from .files import replaced_on_success, write_bytes
 from .images import read_image
@@ -29,7 +30,7 @@ from .overlay import draw_overlay
 from .segmenter import Segmenter
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv"}
-COCO_RESULTS = "coco_results.json"
+COCO_RESULTS = {task: f"coco_{task}_results.json" for task in COCO_TASKS}
 FALLBACK_FPS = 25.0  # for a video whose container does not state its frame rate
 
 
@@ -101,7 +102,7 @@ class Run:
         self.segmenter = segmenter
         self.out_dir = out_dir
         self.bar = bar
-        self.coco_results: list[dict[str, Any]] = []
+        self.coco_results: dict[str, list[dict[str, Any]]] = {task: [] for task in COCO_TASKS}
         self.failures = 0
         self.segmented = 0
 
@@ -151,7 +152,8 @@ class Run:
             capture.release()
 
     def record(self, detections: Detections, image_id: int | str) -> None:
-        self.coco_results.extend(detections.to_coco(image_id))
+        for task, results in self.coco_results.items():
+            results.extend(detections.to_coco(image_id, task))
         self.segmented += 1
         self.bar.update(1)
 
@@ -167,7 +169,8 @@ def iter_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.split("\n\n")[1])
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image or video files, or folders of them")
-    parser.add_argument("--model", required=True, type=Path, help="exported .onnx, or TensorRT .engine with its .engine.json")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="exported .onnx, OpenVINO .xml (with its .bin), or TensorRT .engine with its .engine.json")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino or tensorrt")
     parser.add_argument("--device", help="cpu, cuda[:N], gpu[.N] (OpenVINO) or auto; default: the backend's own")
@@ -201,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run.video(file)
                 except ImageError as error:
                     run.skip(error)
-            write_json(args.out / COCO_RESULTS, run.coco_results)
+            for task, results in run.coco_results.items():
+                write_json(args.out / COCO_RESULTS[task], results)
         except ModelError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

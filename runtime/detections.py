@@ -2,9 +2,10 @@
 boxes and boolean masks at the image size.
 
 It gives the numbers of ``yolact.to_image`` (PyTorch's bilinear upsampling with ``align_corners=False``,
-then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but evaluates
-the bilinear formula only where a mask can be non-zero: the support of its cropped prototype cells grown by
-the one cell that bilinear taps reach, mapped to image pixels. No full-image float plane is ever made.
+then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but upsamples
+a mask only where it can be non-zero: the support of its cropped prototype cells grown by the one cell that
+bilinear taps reach, mapped to image pixels, with OpenCV's bilinear warp. No full-image float plane is ever
+made.
 """
 
 from __future__ import annotations
@@ -13,30 +14,35 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple, Sequence
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 
 MASK_THRESHOLD = 0.5
+COCO_TASKS = ("bbox", "segm")
 
 
 class RawOutputs(NamedTuple):
     """The graph's outputs for a batch of B images (K = the model's max detections):
     num_dets [B] int32, boxes [B, K, 4] float32 normalised x1y1x2y2, scores [B, K] float32,
-    classes [B, K] int32 (-1 in padding), masks [B, K, Hp, Wp] float32 cropped mask probabilities."""
+    classes [B, K] int32 (-1 in padding), masks [B, K, Hp, Wp] float32 cropped mask probabilities,
+    mask_scores [B, K] float32 (YOLACT++: box score x predicted mask IoU; otherwise the box scores)."""
 
     num_dets: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
     masks: np.ndarray
+    mask_scores: np.ndarray
 
 
 @dataclass
 class Detections:
     """The detections of one image (N of them, image height x width), best score first.
 
-    boxes [N, 4] int64 pixel x1y1x2y2, scores [N] float32, class_ids [N] int64, class_names [N] str,
-    masks [N, height, width] bool.
+    boxes [N, 4] int64 pixel x1y1x2y2, scores [N] float32 box scores, class_ids [N] int64, class_names [N]
+    str, masks [N, height, width] bool, mask_scores [N] float32 (what ranks the masks: YOLACT++'s box score
+    x predicted mask IoU, otherwise the box score).
     """
 
     boxes: np.ndarray
@@ -44,6 +50,7 @@ class Detections:
     class_ids: np.ndarray
     class_names: list[str]
     masks: np.ndarray
+    mask_scores: np.ndarray
     height: int
     width: int
     _rles: list[dict] | None = field(default=None, init=False, repr=False, compare=False)
@@ -67,6 +74,7 @@ class Detections:
                 "class_id": int(self.class_ids[i]),
                 "class_name": self.class_names[i],
                 "score": round(float(self.scores[i]), 6),
+                "mask_score": round(float(self.mask_scores[i]), 6),
                 "box_xyxy": [int(v) for v in self.boxes[i]],
                 "mask_area": int(areas[i]),
                 "mask_rle": {"size": [int(v) for v in rles[i]["size"]], "counts": rles[i]["counts"].decode("ascii")},
@@ -75,73 +83,79 @@ class Detections:
         ]
         return {"image": image_name, "height": self.height, "width": self.width, "detections": records}
 
-    def to_coco(self, image_id: int | str, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        """COCO results entries (bbox [x, y, w, h] pixels, score, RLE segmentation). ``category_ids`` maps a
-        class id to the dataset's category id; by default class id + 1 (contiguous, 1-based)."""
-        rles = self.rle()
+    def to_coco(self, image_id: int | str, task: str, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """COCO results entries for ``task``: ``bbox`` ([x, y, w, h] pixels, scored by the box score) or
+        ``segm`` (RLE segmentation, scored by the mask score), one result set per task as COCO evaluates
+        them. ``category_ids`` maps a class id to the dataset's category id; by default class id + 1
+        (contiguous, 1-based)."""
+        if task not in COCO_TASKS:
+            raise ValueError(f"COCO task {task!r}: choose one of {', '.join(COCO_TASKS)}")
+        rles = self.rle() if task == "segm" else []
         entries = []
         for i in range(len(self)):
-            x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
             class_id = int(self.class_ids[i])
-            entries.append(
-                {
-                    "image_id": image_id,
-                    "category_id": int(category_ids[class_id]) if category_ids is not None else class_id + 1,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": float(self.scores[i]),
-                    "segmentation": {"size": [int(v) for v in rles[i]["size"]], "counts": rles[i]["counts"].decode("ascii")},
-                }
-            )
+            entry: dict[str, Any] = {
+                "image_id": image_id,
+                "category_id": int(category_ids[class_id]) if category_ids is not None else class_id + 1,
+            }
+            if task == "bbox":
+                x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
+                entry.update(bbox=[x1, y1, x2 - x1, y2 - y1], score=float(self.scores[i]))
+            else:
+                segmentation = {"size": [int(v) for v in rles[i]["size"]], "counts": rles[i]["counts"].decode("ascii")}
+                entry.update(segmentation=segmentation, score=float(self.mask_scores[i]))
+            entries.append(entry)
         return entries
 
 
 class AxisTaps(NamedTuple):
     """Bilinear taps along one axis from ``source`` cells to ``output`` pixels, as PyTorch computes them
-    (float32, half-pixel centres, source index clamped at 0, upper tap clamped to the last cell): pixel i
-    reads cells low[i] and high[i] with weights w_low[i] and w_high[i]. low and high never decrease."""
+    (float32, half-pixel centres, source position clamped at 0, upper tap clamped to the last cell): pixel i
+    reads cells low[i] and high[i]; ``scale`` is source / output. low and high never decrease."""
 
     low: np.ndarray
     high: np.ndarray
-    w_low: np.ndarray
-    w_high: np.ndarray
+    scale: float
 
-    def pixels_reaching(self, first_cell: int, last_cell: int) -> slice:
-        """The pixels with a tap on a cell in [first_cell, last_cell]; all others read only zero cells."""
-        start = int(np.searchsorted(self.high, first_cell, side="left"))
-        stop = int(np.searchsorted(self.low, last_cell, side="right"))
-        return slice(start, stop)
+    def pixels_reaching(self, first_cells: np.ndarray, last_cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell range [first, last]: (start, stop) of the pixels with a tap on a cell in it; all others
+        read only zero cells."""
+        return np.searchsorted(self.high, first_cells, side="left"), np.searchsorted(self.low, last_cells, side="right")
+
+    def source_of(self, pixel: int) -> float:
+        """The source position that ``pixel``'s centre maps to (before the clamp at 0)."""
+        return self.scale * (pixel + 0.5) - 0.5
 
 
 @lru_cache(maxsize=64)
 def axis_taps(source: int, output: int) -> AxisTaps:
     scale = np.float32(source) / np.float32(output)
     position = scale * (np.arange(output, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
-    position = np.maximum(position, np.float32(0))
-    low = position.astype(np.int64)
-    w_high = np.clip(position - low.astype(np.float32), np.float32(0), np.float32(1))
+    low = np.maximum(position, np.float32(0)).astype(np.int64)
     high = np.minimum(low + 1, source - 1)
-    return AxisTaps(low, high, np.float32(1) - w_high, w_high)
+    return AxisTaps(low, high, float(scale))
 
 
-def paste_mask(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps, out: np.ndarray) -> None:
-    """Write ``cells`` [Hp, Wp] upsampled and binarised into the all-False ``out`` [H, W], only over the
-    pixels its non-zero cells reach."""
-    nonzero_rows = np.flatnonzero(cells.any(axis=1))
-    if nonzero_rows.size == 0:
-        return
-    nonzero_cols = np.flatnonzero(cells.any(axis=0))
-    ys = rows.pixels_reaching(nonzero_rows[0], nonzero_rows[-1])
-    xs = cols.pixels_reaching(nonzero_cols[0], nonzero_cols[-1])
-    if ys.start == ys.stop or xs.start == xs.stop:  # downsampling to a tiny image can step over the support
-        return
-    # The same two passes and operation order as PyTorch: along x within each row, then along y.
-    first_row = rows.low[ys][0]
-    band = cells[first_row : rows.high[ys][-1] + 1]
-    along_x = band[:, cols.low[xs]] * cols.w_low[xs] + band[:, cols.high[xs]] * cols.w_high[xs]
-    upsampled = (
-        along_x[rows.low[ys] - first_row] * rows.w_low[ys, None] + along_x[rows.high[ys] - first_row] * rows.w_high[ys, None]
-    )
-    out[ys, xs] = upsampled > MASK_THRESHOLD
+def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps, out: np.ndarray) -> None:
+    """Write each of ``cells`` [N, Hp, Wp] (float32) upsampled and binarised into the all-False ``out``
+    [N, H, W], only over the pixels its non-zero cells reach.
+
+    OpenCV's bilinear warp does the upsampling of that region: the affine map sends each of its pixels to
+    the cell position PyTorch samples (half-pixel centres), and replicating the border is PyTorch's clamp
+    of positions below 0 and of the upper tap to the last cell."""
+    # Each mask's support (x, y, width, height in cells; width 0 when it has none).
+    supports = np.array([cv2.boundingRect(nonzero) for nonzero in (cells != 0).view(np.uint8)], dtype=np.int64)
+    first_col, first_row, support_cols, support_rows = supports.reshape(-1, 4).T
+    y_start, y_stop = rows.pixels_reaching(first_row, first_row + support_rows - 1)
+    x_start, x_stop = cols.pixels_reaching(first_col, first_col + support_cols - 1)
+    # Downsampling to a tiny image can step over a support.
+    reached = (support_cols > 0) & (y_stop > y_start) & (x_stop > x_start)
+    for n in np.flatnonzero(reached):
+        ys, xs = slice(y_start[n], y_stop[n]), slice(x_start[n], x_stop[n])
+        to_cells = np.array([[cols.scale, 0.0, cols.source_of(xs.start)], [0.0, rows.scale, rows.source_of(ys.start)]])
+        upsampled = cv2.warpAffine(cells[n], to_cells, (xs.stop - xs.start, ys.stop - ys.start),
+                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        out[n, ys, xs] = upsampled > MASK_THRESHOLD
 
 
 def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -170,11 +184,11 @@ def paste_detections(
     prototypes = raw.masks[index]
     rows = axis_taps(prototypes.shape[-2], height)
     cols = axis_taps(prototypes.shape[-1], width)
-    for slot, detection in enumerate(keep):
-        paste_mask(prototypes[detection], rows, cols, masks[slot])
+    paste_masks(prototypes[keep], rows, cols, masks)
     return Detections(
         boxes=pixel_boxes(raw.boxes[index, keep], height, width),
         scores=raw.scores[index, keep].astype(np.float32),
+        mask_scores=raw.mask_scores[index, keep].astype(np.float32),
         class_ids=class_ids,
         class_names=[class_names[c] if class_names is not None else str(c) for c in class_ids],
         masks=masks,

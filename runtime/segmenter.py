@@ -37,9 +37,10 @@ class Pending(NamedTuple):
 class Segmenter:
     """An exported YOLACT model ready to run.
 
-    model: a ``.onnx`` from ``python -m export`` or a TensorRT ``.engine`` (with its ``.engine.json``).
-    backend: ``auto`` (engine -> tensorrt; ONNX -> onnxruntime if installed, else openvino), ``onnxruntime``,
-    ``openvino`` or ``tensorrt``. device: None for the backend's default (onnxruntime: its best providers;
+    model: a ``.onnx`` from ``python -m export``, an OpenVINO IR ``.xml`` (with its ``.bin``) from ``--to
+    openvino``, or a TensorRT ``.engine`` (with its ``.engine.json``).
+    backend: ``auto`` (engine -> tensorrt; IR -> openvino; ONNX -> onnxruntime if installed, else
+    openvino), ``onnxruntime``, ``openvino`` or ``tensorrt``. device: None for the backend's default (onnxruntime: its best providers;
     openvino: cpu; tensorrt: cuda:0), or cpu, cuda[:N] (onnxruntime, tensorrt), gpu[.N] (openvino), auto.
     precision: None for the default (fp32; fp16 on onnxruntime's TensorRT provider; the engine's own on
     tensorrt), or fp32, fp16, bf16. score_threshold: detections scoring above it are kept. threads:

@@ -24,14 +24,14 @@ def only(folder: Path, pattern: str) -> Path:
 
 def test_fps_times_every_stage_of_each_variant(tmp_path):
     result = run("-m", "benchmarks.fps", "--config", "yolact_tiny", "--variants", "pytorch_fp32", "onnxruntime_fp32",
-                 "openvino_f32", "pytorch_fp16", "--batch", "1", "2", "--iters", "2", "--rounds", "2", "--warmup", "1",
+                 "openvino_f32", "openvino_ir_f32", "pytorch_fp16", "--batch", "1", "2", "--iters", "2", "--rounds", "2", "--warmup", "1",
                  "--image-size", "90x120", "--threads", "2", "--out-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.loads(only(tmp_path, "fps_*_yolact_tiny_*.json").read_text())
     assert report["image_hw"] == [90, 120] and report["machine"]["cores"] >= 1
     assert report["machine"]["packages"]["onnxruntime"] and report["machine"]["threads"] == 2
     assert [(r["variant"], r["batch"]) for r in report["results"]] == [
-        (v, b) for v in ("pytorch_fp32", "onnxruntime_fp32", "openvino_f32") for b in (1, 2)
+        (v, b) for v in ("pytorch_fp32", "onnxruntime_fp32", "openvino_f32", "openvino_ir_f32") for b in (1, 2)
     ]
     for row in report["results"]:
         assert row["detections_per_image"] == 100  # recipe weights fill every slot
@@ -50,6 +50,40 @@ def test_fps_times_every_stage_of_each_variant(tmp_path):
     assert chart is not None and chart.shape[1] > 600
 
 
+def test_one_batch_size_draws_images_per_s_as_bars(tmp_path):
+    """A run at one batch size: the right panel has one bar per variant, as long as its images/s."""
+    import numpy as np
+
+    from benchmarks.charts import STAGE_COLORS, fps_chart
+
+    stages = {stage: {"median": 5.0, "p90": 6.0} for stage in ("decode_upload", "graph", "paste", "total")}
+    rates = {"slow": 10.0, "fast": 40.0}
+    report = {"config": "yolact_tiny", "image_hw": [90, 120], "where": "here",
+              "results": [{"variant": name, "batch": 1, "ms": stages, "images_per_s": rate} for name, rate in rates.items()]}
+    fps_chart(report, tmp_path / "chart.png")
+    chart = cv2.imread(str(tmp_path / "chart.png"))
+    right = chart[:, chart.shape[1] // 2 :]
+    blue = tuple(int(STAGE_COLORS["graph"][i : i + 2], 16) for i in (5, 3, 1))  # BGR
+    bar_pixels = np.all(np.abs(right.astype(int) - blue) < 8, axis=2)
+    rows = np.flatnonzero(bar_pixels.any(axis=1))
+    assert rows.size > 0, "no bars in the images/s panel"
+    # Two bars, the second (fast) four times as long as the first.
+    bars = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+    assert len(bars) == 2
+    lengths = [bar_pixels[bar].sum(axis=1).max() for bar in bars]
+    assert abs(lengths[1] / lengths[0] - 4) < 0.3
+
+
+def test_variants_that_cannot_run_a_yolact_plus_model_say_why():
+    from benchmarks.variants import SPECS, skip_reason
+
+    assert "DeformConv" in skip_reason(SPECS["openvino_f32"], "cpu", "yolact++")
+    assert "DeformConv" in skip_reason(SPECS["openvino_int8"], "cpu", "yolact++")
+    assert skip_reason(SPECS["openvino_ir_f32"], "cpu", "yolact++") is None
+    assert skip_reason(SPECS["onnxruntime_fp32"], "cpu", "yolact++") is None
+    assert skip_reason(SPECS["openvino_f32"], "cpu", "yolact") is None
+
+
 def test_fps_rejects_a_bad_image_size(tmp_path):
     result = run("-m", "benchmarks.fps", "--image-size", "big", "--out-dir", str(tmp_path), timeout=120)
     assert result.returncode == 2
@@ -59,24 +93,25 @@ def test_fps_rejects_a_bad_image_size(tmp_path):
 
 def test_parity_of_onnxruntime_fp32_passes(tmp_path):
     result = run("-m", "benchmarks.parity", "--recipe-weights", "--config", "yolact_tiny", "--variants", "pytorch_fp32",
-                 "onnxruntime_fp32", "--max-images", "12", "--threads", "2", "--out-dir", str(tmp_path))
+                 "onnxruntime_fp32", "openvino_ir_f32", "--max-images", "12", "--threads", "2", "--out-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.loads(only(tmp_path, "parity_*_yolact_tiny_*.json").read_text())
     assert report["images"] == 12 and report["tolerance_ap_points"] == {"fp32": 0.1, "reduced": 0.5, "int8": 1.0}
-    assert list(report["variants"]) == ["pytorch_fp32", "onnxruntime_fp32"]
-    row = report["variants"]["onnxruntime_fp32"]
-    assert row["verdict"] == "pass" and abs(row["delta_ap_points"]["mask/AP"]) <= 0.1
+    assert list(report["variants"]) == ["pytorch_fp32", "onnxruntime_fp32", "openvino_ir_f32"]
+    for name in ("onnxruntime_fp32", "openvino_ir_f32"):
+        row = report["variants"][name]
+        assert row["verdict"] == "pass" and abs(row["delta_ap_points"]["mask/AP"]) <= 0.1
     assert "| onnxruntime_fp32 |" in only(tmp_path, "parity_*.md").read_text()
 
 
 def test_parity_fails_beyond_its_tolerance(tmp_path):
     """A tolerance below any real difference (INT8 moves scores) must fail the run."""
     result = run("-m", "benchmarks.parity", "--recipe-weights", "--config", "yolact_tiny", "--variants", "pytorch_fp32",
-                 "onnxruntime_int8", "--max-images", "12", "--calib-images", "4", "--tol-int8", "0", "--threads", "2",
-                 "--out-dir", str(tmp_path))
-    assert result.returncode == 1 and "onnxruntime_int8 outside tolerance" in result.stderr
+                 "onnxruntime_int8", "openvino_ir_int8", "--max-images", "12", "--calib-images", "4", "--tol-int8", "0",
+                 "--threads", "2", "--out-dir", str(tmp_path))
+    assert result.returncode == 1 and "onnxruntime_int8, openvino_ir_int8 outside tolerance" in result.stderr
     report = json.loads(only(tmp_path, "parity_*.json").read_text())  # the report is written all the same
-    assert report["variants"]["onnxruntime_int8"]["verdict"] == "FAIL"
+    assert report["variants"]["onnxruntime_int8"]["verdict"] == report["variants"]["openvino_ir_int8"]["verdict"] == "FAIL"
     recipe = report["int8_recipe"]
     assert recipe["images"] == 4 and recipe["method"] == "minmax" and "Conv, Relu, Add" in recipe["quantized"]
 

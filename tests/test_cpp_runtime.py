@@ -1,5 +1,5 @@
-"""The C++ runtime (runtime/cpp): built with CMake once per session; the example app and the C program
-against the Python runtime's JSON on generated images; every error case fed to both; the C++ test binary,
+"""The C++ runtime (runtime/cpp): built with CMake once per session; the example app (on the ONNX graph and
+on the OpenVINO IR) and the C program against the Python runtime's JSON on generated images; every error case fed to both; the C++ test binary,
 plain and under AddressSanitizer + UBSan; the timing mode; the README's C++ and C examples compiled as
 written.
 
@@ -28,6 +28,7 @@ from benchmarks.cpp_runtime import CPP_SOURCE as CPP
 from benchmarks.cpp_runtime import cmake_build as build_runtime
 from benchmarks.cpp_runtime import openvino_cmake_dir
 from export.onnx_export import export_onnx
+from export.openvino_export import export_openvino
 from yolact import get_config
 from yolact.recipe import recipe_model
 
@@ -84,13 +85,16 @@ def build(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, Path]:
-    """ours: the exported many-detections model; foreign: the same graph without our metadata."""
+    """ours: the exported many-detections model; ir: its OpenVINO IR (python -m export --to openvino);
+    foreign: the same graph without our metadata."""
     folder = tmp_path_factory.mktemp("cpp-models")
-    export_onnx(recipe_model(get_config("yolact_tiny"), conf_gain=CONF_GAIN), folder / "tiny.onnx")
+    model = recipe_model(get_config("yolact_tiny"), conf_gain=CONF_GAIN)
+    export_onnx(model, folder / "tiny.onnx")
+    export_openvino(model, folder / "tiny.xml")
     foreign = onnx.load(str(folder / "tiny.onnx"))
     del foreign.metadata_props[:]
     onnx.save(foreign, str(folder / "foreign.onnx"))
-    return {"ours": folder / "tiny.onnx", "foreign": folder / "foreign.onnx"}
+    return {"ours": folder / "tiny.onnx", "ir": folder / "tiny.xml", "foreign": folder / "foreign.onnx"}
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +153,7 @@ def assert_matches_python_runtime(text: str, reference: dict) -> None:
     for mine, theirs in zip(ours["detections"], reference["detections"]):
         assert (mine["class_id"], mine["class_name"]) == (theirs["class_id"], theirs["class_name"])
         assert mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
+        assert mine["mask_score"] == pytest.approx(theirs["mask_score"], abs=1e-5)
         assert np.abs(np.subtract(mine["box_xyxy"], theirs["box_xyxy"])).max() <= 0.5
         mask = decoded(mine)
         assert mine["mask_rle"]["size"] == [ours["height"], ours["width"]] and mask.sum() == mine["mask_area"]
@@ -169,6 +174,13 @@ def test_example_matches_the_python_runtime(example_out, python_runtime_json, im
     assert kept["grey"] == 0
 
 
+def test_example_on_the_ir_matches_the_python_runtime(build, models, python_runtime_json, images, tmp_path):
+    """The IR of python -m export --to openvino: metadata from its rt_info, the same detections."""
+    out = segment(build / "yolact_segment", models["ir"], images, tmp_path / "out")
+    for path in images:
+        assert_matches_python_runtime((out / f"{path.stem}.json").read_text(), python_runtime_json[path.stem])
+
+
 def test_c_program_matches_the_python_runtime(c_program_out, python_runtime_json, images):
     for path in images:
         text = (c_program_out / f"{path.stem}.json").read_text()
@@ -178,9 +190,10 @@ def test_c_program_matches_the_python_runtime(c_program_out, python_runtime_json
         detections = json.loads(text)["detections"]
         assert len(lines) == len(detections)
         for line, detection in zip(lines, detections):
-            class_id, score, x1, y1, x2, y2, area, name = line.split(" ", 7)
+            class_id, score, mask_score, x1, y1, x2, y2, area, name = line.split(" ", 8)
             assert (int(class_id), name) == (detection["class_id"], detection["class_name"])
             assert float(score) == pytest.approx(detection["score"], abs=1e-6)
+            assert float(mask_score) == pytest.approx(detection["mask_score"], abs=1e-6)
             assert [int(x1), int(y1), int(x2), int(y2)] == detection["box_xyxy"]
             assert int(area) == detection["mask_area"]
 
@@ -204,10 +217,16 @@ def error_cases(models: dict[str, Path], folder: Path) -> dict[str, tuple[list, 
     truncated.write_bytes(models["ours"].read_bytes()[:5000])
     engine = folder / "tiny.engine"
     engine.write_bytes(b"not an engine")
+    corrupt_ir = folder / "corrupt.xml"
+    corrupt_ir.write_bytes(b"<net> not an IR")
+    ir_without_weights = folder / "no_bin.xml"
+    ir_without_weights.write_bytes(models["ir"].read_bytes())
     return {
         "missing model": (["--model", folder / "none.onnx"], f"{folder / 'none.onnx'}: no such file"),
         "corrupt model": (["--model", corrupt], f"{corrupt}: OpenVINO cannot read it as ONNX"),
         "truncated model": (["--model", truncated], f"{truncated}: OpenVINO cannot read it as ONNX"),
+        "corrupt IR": (["--model", corrupt_ir], f"{corrupt_ir}: OpenVINO cannot read it as an IR"),
+        "IR without its .bin": (["--model", ir_without_weights], f"{ir_without_weights}: OpenVINO cannot read it as an IR"),
         "model without our metadata": (["--model", models["foreign"]], "no yolact.class_names in its metadata"),
         "unknown backend": (["--model", models["ours"], "--backend", "tflite"], "unknown backend 'tflite'"),
         "TensorRT without TensorRT": (["--model", models["ours"], "--backend", "tensorrt"], "backend 'tensorrt' is not in this build"),
@@ -267,6 +286,7 @@ def test_json_layout_and_numbers_match_python(build):
                 "class_id": i,
                 "class_name": names[i],
                 "score": round(float(scores[i]), 6),
+                "mask_score": round(float(scores[3 - i]), 6),
                 "box_xyxy": [i, 0, 3, 4 - i],
                 "mask_area": int(mask.sum()),
                 "mask_rle": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},

@@ -1,9 +1,11 @@
 """python -m export: the end-to-end ONNX graph against PyTorch in onnxruntime, graph hygiene, metadata,
-INT8, and one-line errors. One export per module (yolact_tiny, random weights made to detect)."""
+INT8, the OpenVINO IR (FP32 against the ONNX graph, NNCF INT8), and one-line errors. One export per module
+(yolact_tiny, random weights made to detect)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,9 +15,11 @@ import torch
 
 from export.__main__ import main
 from export.onnx_export import OUTPUT_NAMES, read_metadata, run_onnxruntime
+from export.openvino_export import network_op_names, read_ir_metadata
 from export.quantize import final_convolutions, fold_input_scaling, network_nodes
 from export.trt_check import check_model
 from runtime import Segmenter
+from runtime.backends.openvino_backend import output_index
 from yolact import EndToEnd, Yolact, get_config, save_weights
 from yolact.box_utils import decode
 from yolact.detection import class_scores
@@ -77,8 +81,9 @@ def pytorch_reference(model: Yolact, images: np.ndarray):
 def test_onnxruntime_matches_pytorch(exported, batch):
     model, onnx_path, _ = exported
     images = sample_images(batch)
-    num_dets, boxes, scores, classes, masks = run_onnxruntime(onnx_path, images)
+    num_dets, boxes, scores, classes, masks, mask_scores = run_onnxruntime(onnx_path, images)
     reference, dets = pytorch_reference(model, images)
+    np.testing.assert_array_equal(mask_scores, scores)  # v1: the mask score is the box score
 
     np.testing.assert_array_equal(num_dets, reference.num_dets.numpy())
     np.testing.assert_array_equal(classes, reference.classes.numpy())
@@ -118,7 +123,7 @@ def test_graph_is_plain_static_and_at_the_asked_opset(exported):
     shape = {name: [d.dim_value or d.dim_param for d in t.shape.dim] for name, t in outputs.items()}
     assert shape == {
         "num_dets": ["batch"], "boxes": ["batch", 100, 4], "scores": ["batch", 100],
-        "classes": ["batch", 100], "masks": ["batch", 100, 32, 32],
+        "classes": ["batch", 100], "masks": ["batch", 100, 32, 32], "mask_scores": ["batch", 100],
     }
     assert outputs["num_dets"].elem_type == outputs["classes"].elem_type == onnx.TensorProto.INT32
     image_input = graph.graph.input[0].type.tensor_type
@@ -127,15 +132,15 @@ def test_graph_is_plain_static_and_at_the_asked_opset(exported):
 
 
 def canonical_order(outputs: list[np.ndarray]) -> list[np.ndarray]:
-    """(num_dets, boxes, scores, classes, masks) with each image's slots sorted by class, then box: random
-    weights give near-tied scores whose order float noise between two graphs may swap."""
-    num_dets, boxes, scores, classes, masks = outputs
+    """The outputs with each image's slots sorted by class, then box: random weights give near-tied scores
+    whose order float noise between two graphs may swap."""
+    num_dets, boxes, _, classes, *_ = outputs
     order = np.stack([np.lexsort((boxes[b, :, 1], boxes[b, :, 0], classes[b])) for b in range(len(classes))])
 
     def take(per_slot: np.ndarray) -> np.ndarray:
         return np.take_along_axis(per_slot, order.reshape(order.shape + (1,) * (per_slot.ndim - 2)), axis=1)
 
-    return [num_dets, take(boxes), take(scores), take(classes), take(masks)]
+    return [num_dets, *(take(output) for output in outputs[1:])]
 
 
 def test_static_input_graph_matches_pytorch(exported, tmp_path):
@@ -160,7 +165,7 @@ def test_static_input_graph_matches_pytorch(exported, tmp_path):
 def test_metadata_reads_back(exported):
     model, onnx_path, _ = exported
     meta = read_metadata(onnx_path)
-    assert meta["yolact.config_name"] == "yolact_tiny"
+    assert meta["yolact.config_name"] == "yolact_tiny" and meta["yolact.model_family"] == "yolact"
     assert json.loads(meta["yolact.class_names"]) == list(model.cfg.class_names)
     assert json.loads(meta["yolact.input_size"]) == [128, 128]
     assert json.loads(meta["yolact.pixel_mean_bgr"]) == list(model.cfg.pixel_mean_bgr)
@@ -203,12 +208,18 @@ def test_input_scaling_folds_into_the_first_convolution(exported, tmp_path):
     assert not fold_input_scaling(model)  # already folded: no flip left to fold
 
 
-def test_int8_onnx_runs(exported, tmp_path, capsys):
-    _, onnx_path, weights = exported
+def calibration_folder(tmp_path: Path) -> Path:
+    """A folder of the three sample images as PNG files."""
     calib = tmp_path / "calib"
     calib.mkdir()
     for i, image in enumerate(sample_images(3)):
         cv2.imwrite(str(calib / f"{i}.png"), image)
+    return calib
+
+
+def test_int8_onnx_runs(exported, tmp_path, capsys):
+    _, onnx_path, weights = exported
+    calib = calibration_folder(tmp_path)
     out = tmp_path / "int8.onnx"
     assert main(["--weights", str(weights), "--int8", "--calib", str(calib), "--out", str(out), "--no-check"]) == 0
     graph = onnx.load(str(out))
@@ -226,6 +237,83 @@ def test_int8_onnx_runs(exported, tmp_path, capsys):
     assert Segmenter(onnx_path, backend="onnxruntime", device="cpu").precision == "fp32"
 
 
+@pytest.fixture(scope="module")
+def exported_ir(exported):
+    _, onnx_path, weights = exported
+    xml = onnx_path.with_name("tiny_ir.xml")
+    assert main(["--weights", str(weights), "--to", "openvino", "--out", str(xml)]) == 0
+    return xml
+
+
+def run_openvino(model, images: np.ndarray) -> list[np.ndarray]:
+    """All outputs, by the ONNX graph's output names, of ``model`` in OpenVINO f32 on the CPU."""
+    import openvino as ov
+
+    graph = ov.Core().read_model(model)
+    names = [output.get_names() for output in graph.outputs]
+    compiled = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    results = compiled({0: images})
+    return [results[compiled.outputs[output_index(names, name)]] for name in OUTPUT_NAMES]
+
+
+def test_openvino_ir_has_the_onnx_graphs_interface(exported, exported_ir):
+    import openvino as ov
+
+    _, onnx_path, _ = exported
+    assert exported_ir.with_suffix(".bin").is_file()
+    ir = ov.Core().read_model(str(exported_ir))
+    graph = onnx.load(str(onnx_path))
+    assert [o.get_names() for o in ir.outputs] == [{o.name} for o in graph.graph.output]
+    assert [i.get_names() for i in ir.inputs] == [{"images"}]
+    assert str(ir.inputs[0].get_partial_shape()) == "[?,?,?,3]" and ir.inputs[0].get_element_type() == ov.Type.u8
+    onnx_types = [onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type) for o in graph.graph.output]
+    assert [o.get_element_type().to_dtype() for o in ir.outputs] == onnx_types
+    onnx_shapes = [[d.dim_value or "?" for d in o.type.tensor_type.shape.dim] for o in graph.graph.output]
+    assert [[d.get_length() if d.is_static else "?" for d in o.get_partial_shape()] for o in ir.outputs] == onnx_shapes
+    ir_meta, onnx_meta = read_ir_metadata(exported_ir), read_metadata(onnx_path)
+    assert ir_meta.pop("yolact.exporter").startswith("openvino.convert_model")
+    onnx_meta.pop("yolact.exporter")
+    assert ir_meta == onnx_meta and ir_meta["yolact.model_family"] == "yolact"
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_openvino_ir_equals_the_onnx_graph(exported, exported_ir, batch):
+    """Two paths to one model: the IR converted from PyTorch and the ONNX graph give the same detections."""
+    _, onnx_path, _ = exported
+    images = sample_images(batch)
+    ir_outputs = dict(zip(OUTPUT_NAMES, run_openvino(str(exported_ir), images)))
+    onnx_outputs = dict(zip(OUTPUT_NAMES, run_onnxruntime(onnx_path, images)))
+    assert ir_outputs["num_dets"].tolist() == onnx_outputs["num_dets"].tolist()
+    assert onnx_outputs["num_dets"].max() == 100  # the noise image fills every slot
+    for name, tolerance in {"classes": 0, "boxes": 1e-5, "scores": 1e-5, "masks": 1e-5, "mask_scores": 1e-5}.items():
+        if name in ir_outputs:
+            assert ir_outputs[name].dtype == onnx_outputs[name].dtype
+            np.testing.assert_allclose(ir_outputs[name], onnx_outputs[name], atol=tolerance, rtol=0, err_msg=name)
+
+
+def test_openvino_int8_quantizes_the_network_only(exported, tmp_path):
+    import openvino as ov
+
+    _, _, weights = exported
+    calib = calibration_folder(tmp_path)
+    out = tmp_path / "int8.xml"
+    assert main(["--weights", str(weights), "--to", "openvino", "--int8", "--calib", str(calib), "--out", str(out)]) == 0
+    ir = ov.Core().read_model(str(out))
+    network = network_op_names(ir)
+    fake_quantize = [op for op in ir.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
+    assert fake_quantize
+    readers = [t.get_node() for op in fake_quantize for t in op.output(0).get_target_inputs()]
+    # Every quantized tensor is read inside the network (weights are quantized in place), none by the
+    # post-processing: the softmax, the box decoding, the mask product stay FP32.
+    assert all(reader.get_friendly_name() in network or reader.get_type_name() == "Convolution" for reader in readers)
+    assert {"Convolution"} <= {reader.get_type_name() for reader in readers}
+    assert not {"MatMul", "Softmax", "TopK", "Sigmoid", "Exp"} & {reader.get_type_name() for reader in readers}
+    assert read_ir_metadata(out)["yolact.precision"].startswith("int8 (NNCF")
+    num_dets, boxes, *_ = run_openvino(str(out), sample_images(2))
+    assert boxes.shape == (2, 100, 4) and num_dets[1] == 0
+    assert Segmenter(out, backend="openvino").precision == "int8 network, fp32 elsewhere"
+
+
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
@@ -234,7 +322,8 @@ def _one_line_error(capsys) -> str:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing weights", "other config", "unwritable output", "no calibration images", "no tensorrt"],
+    ["missing weights", "other config", "unwritable output", "no calibration images", "no tensorrt",
+     "openvino to .onnx", "openvino unwritable output"],
 )
 def test_bad_inputs_fail_in_one_line_and_leave_nothing(exported, tmp_path, capsys, case):
     _, _, weights = exported
@@ -244,11 +333,14 @@ def test_bad_inputs_fail_in_one_line_and_leave_nothing(exported, tmp_path, capsy
         args[1] = str(tmp_path / "nope.pth")
     elif case == "other config":
         args += ["--config", "yolact_small"]
-    elif case == "unwritable output":
+    elif case in ("unwritable output", "openvino unwritable output"):
         blocker = tmp_path / "a_file"
         blocker.write_text("")
-        out = blocker / "model.onnx"
+        out = blocker / ("model.xml" if "openvino" in case else "model.onnx")
         args[3] = str(out)
+        args += ["--to", "openvino"] if "openvino" in case else []
+    elif case == "openvino to .onnx":
+        args += ["--to", "openvino"]
     elif case == "no calibration images":
         (tmp_path / "empty").mkdir()
         args += ["--int8", "--calib", str(tmp_path / "empty")]
@@ -264,6 +356,6 @@ def test_bad_inputs_fail_in_one_line_and_leave_nothing(exported, tmp_path, capsy
     assert main(args) == 1
     err = _one_line_error(capsys)
     assert not out.exists()
-    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".onnx", ".engine", ".tmp")]
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".onnx", ".xml", ".bin", ".engine", ".tmp")]
     if case == "no tensorrt":
         assert "pip install" in err

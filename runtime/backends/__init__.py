@@ -16,11 +16,14 @@ ENGINE_SUFFIXES = (".engine", ".plan")
 
 
 def choose_backend(model: Path) -> str:
-    """``auto``: an engine goes to tensorrt; an ONNX file to onnxruntime if installed, else openvino."""
+    """``auto``: an engine goes to tensorrt, an OpenVINO IR to openvino; an ONNX file to onnxruntime if
+    installed, else openvino."""
     if model.suffix in ENGINE_SUFFIXES:
         return "tensorrt"
+    if model.suffix == ".xml":
+        return "openvino"
     if model.suffix != ".onnx":
-        raise ModelError(f"{model}: backend auto needs a .onnx or .engine file (or name the backend)")
+        raise ModelError(f"{model}: backend auto needs a .onnx, .xml or .engine file (or name the backend)")
     for name in ("onnxruntime", "openvino"):
         if importlib.util.find_spec(name) is not None:
             return name

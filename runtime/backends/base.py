@@ -53,6 +53,8 @@ def import_library(module: str, backend: str, install: str) -> ModuleType:
 
 def check_outputs(found: list[str], model: Path) -> None:
     missing = [name for name in OUTPUT_NAMES if name not in found]
+    if missing == ["mask_scores"]:
+        raise ModelError(f"{model}: no 'mask_scores' output: exported by an older python -m export; export it again")
     if missing:
         raise ModelError(f"{model}: no {missing[0]!r} output: not a graph written by python -m export (outputs: {', '.join(found)})")
 

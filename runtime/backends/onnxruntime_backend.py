@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,12 @@ TENSORRT_EP, CUDA_EP, OPENVINO_EP, CPU_EP = (
     "CPUExecutionProvider",
 )
 DEVICES = "cpu, cuda, cuda:N or auto"
+# The first onnxruntime with a DeformConv kernel (ONNX opset 19), which YOLACT++ graphs use; also in the
+# pyproject files. 1.24.4 answers "Could not find an implementation for DeformConv(19)".
+MIN_ONNXRUNTIME = "1.25"
+# What onnxruntime says when the graph uses an op version or an opset newer than it implements.
+MISSING_KERNEL = re.compile(r"Could not find an implementation for (\w+)\((\d+)\)")
+NEWER_OPSET = re.compile(r"Opset (\d+) is under development.*?support for domain (\S+) is till opset (\d+)", re.S)
 
 
 def engine_cache_folder() -> Path:
@@ -58,6 +65,16 @@ def provider_order(device: str, precision: str | None, available: list[str]) -> 
     return [(name, options) for name, options in wanted if name in available]
 
 
+def unsupported_by_this_version(message: str) -> str | None:
+    """What an onnxruntime load error says this onnxruntime lacks (an op version, an opset), or None when
+    the error is about something else."""
+    if found := MISSING_KERNEL.search(message):
+        return f"it has no kernel for {found[1]}-{found[2]}"
+    if found := NEWER_OPSET.search(message):
+        return f"the graph is {found[2]} opset {found[1]}, it implements up to opset {found[3]}"
+    return None
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
@@ -76,6 +93,12 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(model), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own pybind types for a bad or foreign file
+            too_old = unsupported_by_this_version(str(exc))
+            if too_old:
+                raise ModelError(
+                    f"{model}: onnxruntime {ort.__version__} cannot run it ({too_old}); graphs of python -m export need "
+                    f"onnxruntime >= {MIN_ONNXRUNTIME} (YOLACT++: DeformConv): pip install --upgrade onnxruntime"
+                ) from None
             raise ModelError(f"{model}: onnxruntime cannot load it: {one_line(exc)}") from None
         self.model = model
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)

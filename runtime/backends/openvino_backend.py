@@ -1,4 +1,6 @@
-"""OpenVINO: reads the exported ``.onnx`` directly; CPU or Intel GPU.
+"""OpenVINO: reads the exported ``.onnx`` directly, or the OpenVINO IR (``.xml`` + ``.bin``) of
+``python -m export --to openvino``; CPU or Intel GPU. Both carry the exporter's metadata in rt_info under
+``framework``.
 
 f32 is the default because it is exact (the same detections as onnxruntime); OpenVINO's own CPU default
 (bf16 where the CPU has it) is faster but changes detections, so bf16 and fp16 are asked for explicitly.
@@ -40,6 +42,11 @@ def read_graph(ov: ModuleType, core: Any, model: Path) -> Any:
         raise ModelError(f"{model}: OpenVINO cannot load it: {one_line(exc)}") from None
 
 
+def output_index(names: list[set[str]], name: str) -> int:
+    """The position of the output called ``name`` among the model's outputs' name sets."""
+    return next(index for index, aliases in enumerate(names) if name in aliases)
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
 
@@ -49,10 +56,12 @@ class OpenVinoBackend(Backend):
         target = openvino_device(device, core.available_devices)
         graph = read_graph(ov, core, model)
         rt_info = graph.get_rt_info()
-        # read_model puts an ONNX file's metadata_props under rt_info["framework"].
+        # The ONNX frontend puts an ONNX file's metadata_props under rt_info["framework"], and python -m export
+        # --to openvino writes the IR's there.
         framework = rt_info["framework"] if "framework" in rt_info else {}
         self.metadata = {key: value.astype(str) for key, value in framework.items()}
-        check_outputs([output.get_any_name() for output in graph.outputs], model)
+        names = [output.get_names() for output in graph.outputs]
+        check_outputs([name for aliases in names for name in aliases], model)
         if len(graph.inputs) != 1:
             raise ModelError(f"{model}: {len(graph.inputs)} inputs: not a graph written by python -m export")
         shape = [d.get_length() if d.is_static else None for d in graph.inputs[0].get_partial_shape()]
@@ -67,7 +76,9 @@ class OpenVinoBackend(Backend):
             raise ModelError(f"{model}: OpenVINO cannot compile it for {target}: {one_line(exc)}") from None
         self.model = model
         self.request = self.compiled.create_infer_request()
-        self.outputs = [self.compiled.output(name) for name in OUTPUT_NAMES]
+        # By position, not by name: where two outputs are one tensor (a v1 model's mask_scores are its
+        # scores), a compiled IR keeps only one of the names.
+        self.outputs = [self.compiled.outputs[output_index(names, name)] for name in OUTPUT_NAMES]
         self.executed_on = ", ".join(self.compiled.get_property("EXECUTION_DEVICES"))
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.precision = HINT_NAMES.get(hint, hint)

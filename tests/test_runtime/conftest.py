@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from export.onnx_export import export_onnx
+from export.openvino_export import export_openvino
 from yolact import Yolact, get_config
 from yolact.data.shapes import render_image
 from yolact.recipe import recipe_model
@@ -45,6 +46,12 @@ def onnx_model(tmp_path_factory, pytorch_model) -> Path:
     path = tmp_path_factory.mktemp("runtime-model") / "tiny.onnx"
     export_onnx(pytorch_model, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def ir_model(onnx_model, pytorch_model) -> Path:
+    """The OpenVINO IR of the same model (python -m export --to openvino)."""
+    return export_openvino(pytorch_model, onnx_model.with_name("tiny.xml"))
 
 
 @pytest.fixture(scope="session")

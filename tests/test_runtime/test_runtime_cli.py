@@ -40,20 +40,21 @@ def test_folders_are_searched_and_unreadable_files_skipped(onnx_model, images, t
     assert f"skipped: {photos / 'broken.mp4'}: not a video OpenCV can read" in captured.err
     assert ".hidden" not in captured.err
     assert CLOSING_LINE.fullmatch(captured.out.strip().splitlines()[-1]).group(1) == "3"
-    assert output_files(out) == [
-        "001.json", "001.png", COCO_RESULTS, "more/scene.json", "more/scene.png", "single.json", "single.png"
-    ]
+    assert output_files(out) == sorted(
+        ["001.json", "001.png", *COCO_RESULTS.values(), "more/scene.json", "more/scene.png", "single.json", "single.png"]
+    )
     segmenter = Segmenter(onnx_model, threads=1)
-    coco = json.loads((out / COCO_RESULTS).read_text())
+    coco = {task: json.loads((out / name).read_text()) for task, name in COCO_RESULTS.items()}
     for name, path, image_id in [("001", photos / "001.jpg", 1), ("more/scene", photos / "more" / "scene.png", "more/scene"), ("single", single, "single")]:
         dets = segmenter(str(path))[0]
         assert len(dets) > 10
         assert json.loads((out / f"{name}.json").read_text()) == dets.to_json(str(path))
-        assert [entry for entry in coco if entry["image_id"] == image_id] == json.loads(json.dumps(dets.to_coco(image_id)))
+        for task, entries in coco.items():
+            assert [entry for entry in entries if entry["image_id"] == image_id] == json.loads(json.dumps(dets.to_coco(image_id, task)))
         overlay = cv2.imread(str(out / f"{name}.png"))
         source = cv2.imread(str(path))
         assert overlay.shape == source.shape and (overlay != source).any(axis=2).mean() > 0.05
-    assert len(coco) == sum(len(json.loads((out / f"{n}.json").read_text())["detections"]) for n in ("001", "more/scene", "single"))
+    assert len(coco["bbox"]) == len(coco["segm"]) == sum(len(json.loads((out / f"{n}.json").read_text())["detections"]) for n in ("001", "more/scene", "single"))
 
 
 def test_video_round_trip(onnx_model, images, tmp_path, capsys):
@@ -68,7 +69,7 @@ def test_video_round_trip(onnx_model, images, tmp_path, capsys):
 
     assert status == 0
     assert CLOSING_LINE.fullmatch(capsys.readouterr().out.strip().splitlines()[-1]).group(1) == "12"
-    assert output_files(out) == ["clip.json", "clip.mp4", COCO_RESULTS]  # no temporary file left behind
+    assert output_files(out) == sorted(["clip.json", "clip.mp4", *COCO_RESULTS.values()])  # no temporary file left behind
     capture = cv2.VideoCapture(str(out / "clip.mp4"))
     frames = []
     while (frame := capture.read()[1]) is not None:
@@ -84,5 +85,5 @@ def test_video_round_trip(onnx_model, images, tmp_path, capsys):
     first = source.read()[1]
     source.release()
     assert np.abs(frames[0].astype(int) - first.astype(int)).mean() > 1
-    image_ids = {entry["image_id"] for entry in json.loads((out / COCO_RESULTS).read_text())}
-    assert image_ids == {f"clip#{i}" for i in range(12)}
+    for name in COCO_RESULTS.values():
+        assert {entry["image_id"] for entry in json.loads((out / name).read_text())} == {f"clip#{i}" for i in range(12)}

@@ -20,12 +20,21 @@ needs_no_tensorrt = pytest.mark.skipif(TENSORRT_INSTALLED, reason="TensorRT is i
 
 @pytest.fixture(scope="module")
 def bad_models(tmp_path_factory, onnx_model):
-    """A corrupt file, our graph with its metadata stripped, and a file TensorRT would take."""
+    """A corrupt file (ONNX and IR), our graph with its metadata stripped, our graph at an opset this
+    onnxruntime does not implement, our graph without its mask_scores output (as exported before it), and
+    a file TensorRT would take."""
     folder = tmp_path_factory.mktemp("bad-models")
     (folder / "corrupt.onnx").write_bytes(np.random.default_rng(0).bytes(4096))
+    (folder / "corrupt.xml").write_bytes(np.random.default_rng(0).bytes(4096))
     foreign = onnx.load(str(onnx_model))
     del foreign.metadata_props[:]
     onnx.save(foreign, str(folder / "foreign.onnx"))
+    future = onnx.load(str(onnx_model))
+    next(o for o in future.opset_import if o.domain in ("", "ai.onnx")).version = 99
+    onnx.save(future, str(folder / "future_opset.onnx"))
+    older = onnx.load(str(onnx_model))
+    older.graph.output.remove(next(o for o in older.graph.output if o.name == "mask_scores"))
+    onnx.save(older, str(folder / "before_mask_scores.onnx"))
     (folder / "model.engine").write_bytes(b"serialized engine")
     return folder
 
@@ -43,6 +52,20 @@ CASES = [
     pytest.param(
         ["--model", "{bad}/corrupt.onnx", "--backend", "openvino"], r"{bad}/corrupt.onnx: OpenVINO cannot load it: not a valid ONNX file",
         id="corrupt model, openvino",
+    ),
+    pytest.param(
+        ["--model", "{bad}/corrupt.xml"], r"{bad}/corrupt.xml: OpenVINO cannot load it: .*", id="corrupt IR",
+    ),
+    pytest.param(
+        ["--model", "{bad}/future_opset.onnx"],
+        r"{bad}/future_opset.onnx: onnxruntime [\d.]+ cannot run it \(the graph is ai.onnx opset 99, it implements up to "
+        r"opset \d+\); graphs of python -m export need onnxruntime >= 1.25 \(YOLACT\+\+: DeformConv\): pip install --upgrade onnxruntime",
+        id="opset newer than onnxruntime",
+    ),
+    pytest.param(
+        ["--model", "{bad}/before_mask_scores.onnx"],
+        r"{bad}/before_mask_scores.onnx: no 'mask_scores' output: exported by an older python -m export; export it again",
+        id="graph without mask_scores",
     ),
     pytest.param(
         ["--model", "{bad}/foreign.onnx"],

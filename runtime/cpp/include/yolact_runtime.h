@@ -47,6 +47,7 @@ typedef struct yolact_detection {
     float score;
     int box[4];          /* x1, y1, x2, y2 in pixels, clamped to the image */
     const uint8_t* mask; /* height * width bytes, row-major: 1 on the instance, 0 elsewhere */
+    float mask_score;    /* what ranks the mask: YOLACT++'s box score x predicted mask IoU, else score */
 } yolact_detection;
 
 typedef struct yolact_segmenter yolact_segmenter;

@@ -3,12 +3,16 @@
 // step, JSON) is shared. Adding a backend (onnxruntime's C++ API, say) is one more file with a factory.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 
 namespace yolact {
+
+// The graph's outputs in python -m export's order (the fields of yolact.BatchResult).
+inline constexpr std::array<const char*, 6> output_names{"num_dets", "boxes", "scores", "classes", "masks", "mask_scores"};
 
 // The graph's outputs for a batch, viewed in the backend's memory: valid until the next infer().
 struct BatchOutputs {
@@ -21,6 +25,7 @@ struct BatchOutputs {
     const float* scores = nullptr;           // [B, K]
     const std::int32_t* classes = nullptr;   // [B, K], -1 in padding
     const float* masks = nullptr;            // [B, K, Hp, Wp] cropped mask probabilities
+    const float* mask_scores = nullptr;      // [B, K]
 };
 
 // What the segmenter's options mean to a backend; empty strings ask for the backend's default.

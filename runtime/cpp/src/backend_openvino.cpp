@@ -1,5 +1,6 @@
-// OpenVINO backend: reads the exported .onnx directly (its ONNX frontend), compiles it for a device and runs
-// one inference request. The exporter's metadata_props arrive in the model's rt_info under "framework".
+// OpenVINO backend: reads the exported .onnx directly (its ONNX frontend) or the OpenVINO IR (.xml + .bin) of
+// python -m export --to openvino, compiles it for a device and runs one inference request. Both carry the
+// exporter's metadata in the model's rt_info under "framework" (where the ONNX frontend puts metadata_props).
 #include <algorithm>
 #include <cctype>
 
@@ -46,12 +47,40 @@ ov::Core& shared_core() {
     return *core;
 }
 
-// The file through OpenVINO's ONNX frontend alone: ov::Core::read_model would also probe the other frontends
-// (TensorFlow, Paddle, ...) on a file that is not ONNX, which only adds their noise to the error.
-std::shared_ptr<ov::Model> read_onnx(const std::string& model_path) {
+bool is_ir(const std::string& model_path) {
+    return model_path.size() >= 4 && model_path.compare(model_path.size() - 4, 4, ".xml") == 0;
+}
+
+// An IR through ov::Core::read_model (its .bin beside it); anything else through OpenVINO's ONNX frontend
+// alone: read_model would also probe the other frontends (TensorFlow, Paddle, ...) on a file that is not
+// ONNX, which only adds their noise to the error.
+std::shared_ptr<ov::Model> read_graph(const std::string& model_path) {
+    if (is_ir(model_path)) {
+        return shared_core().read_model(model_path);
+    }
     ov::frontend::FrontEndManager manager;
     const ov::frontend::FrontEnd::Ptr onnx = manager.load_by_framework("onnx");
     return onnx->convert(onnx->load(model_path));
+}
+
+// The position of each of output_names among the model's outputs. By position, not by name: where two
+// outputs are one tensor (a v1 model's mask_scores are its scores), a compiled IR keeps only one name.
+std::array<std::size_t, output_names.size()> output_positions(const ov::Model& model, const std::string& model_path) {
+    std::array<std::size_t, output_names.size()> positions{};
+    const auto& outputs = model.outputs();
+    for (std::size_t i = 0; i < output_names.size(); ++i) {
+        const auto found = std::find_if(outputs.begin(), outputs.end(), [&](const ov::Output<const ov::Node>& output) {
+            return output.get_names().count(output_names[i]) > 0;
+        });
+        if (found == outputs.end()) {
+            const std::string hint = std::string(output_names[i]) == "mask_scores"
+                                         ? ": exported by an older python -m export; export it again"
+                                         : ": not a graph written by python -m export";
+            throw Error(ErrorKind::model, model_path + ": no '" + output_names[i] + "' output" + hint);
+        }
+        positions[i] = static_cast<std::size_t>(found - outputs.begin());
+    }
+    return positions;
 }
 
 class OpenVinoBackend final : public Backend {
@@ -59,15 +88,18 @@ public:
     OpenVinoBackend(const std::string& model_path, const BackendOptions& options) {
         std::shared_ptr<ov::Model> model;
         try {
-            model = read_onnx(model_path);
+            model = read_graph(model_path);
         } catch (const std::exception& error) {
-            throw Error(ErrorKind::model, model_path + ": OpenVINO cannot read it as ONNX: " + reason(error));
+            throw Error(ErrorKind::model, model_path + (is_ir(model_path) ? ": OpenVINO cannot read it as an IR: "
+                                                                          : ": OpenVINO cannot read it as ONNX: ") +
+                                              reason(error));
         }
         if (model->has_rt_info("framework")) {
             for (const auto& [key, value] : model->get_rt_info<ov::AnyMap>("framework")) {
                 metadata_[key] = value.as<std::string>();
             }
         }
+        positions_ = output_positions(*model, model_path);
         ov::AnyMap config{ov::hint::inference_precision(inference_precision(options.precision))};
         if (options.threads > 0) {
             config.emplace(ov::inference_num_threads(options.threads));
@@ -93,18 +125,20 @@ public:
             // Wraps the caller's pixels: the input is never written, and no copy is made.
             request_.set_tensor("images", ov::Tensor(ov::element::u8, shape, const_cast<std::uint8_t*>(images)));
             request_.infer();
-            const ov::Tensor masks = request_.get_tensor("masks");
+            const auto output = [&](std::size_t index) { return request_.get_output_tensor(positions_[index]); };
+            const ov::Tensor masks = output(4);
             const ov::Shape mask_shape = masks.get_shape();  // [B, K, Hp, Wp]
             BatchOutputs outputs;
             outputs.batch = static_cast<int>(mask_shape.at(0));
             outputs.max_detections = static_cast<int>(mask_shape.at(1));
             outputs.proto_height = static_cast<int>(mask_shape.at(2));
             outputs.proto_width = static_cast<int>(mask_shape.at(3));
-            outputs.num_dets = request_.get_tensor("num_dets").data<const std::int32_t>();
-            outputs.boxes = request_.get_tensor("boxes").data<const float>();
-            outputs.scores = request_.get_tensor("scores").data<const float>();
-            outputs.classes = request_.get_tensor("classes").data<const std::int32_t>();
+            outputs.num_dets = output(0).data<const std::int32_t>();
+            outputs.boxes = output(1).data<const float>();
+            outputs.scores = output(2).data<const float>();
+            outputs.classes = output(3).data<const std::int32_t>();
             outputs.masks = masks.data<const float>();
+            outputs.mask_scores = output(5).data<const float>();
             return outputs;
         } catch (const std::exception& error) {
             throw Error(ErrorKind::backend, "OpenVINO inference failed: " + reason(error));
@@ -114,6 +148,7 @@ public:
 private:
     ov::CompiledModel compiled_;
     ov::InferRequest request_;
+    std::array<std::size_t, output_names.size()> positions_{};
     std::map<std::string, std::string> metadata_;
 };
 

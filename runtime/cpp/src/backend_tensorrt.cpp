@@ -21,7 +21,6 @@ namespace yolact {
 namespace {
 
 constexpr const char* input_name = "images";
-constexpr std::array<const char*, 5> output_names{"num_dets", "boxes", "scores", "classes", "masks"};
 
 class Logger final : public nvinfer1::ILogger {
     void log(Severity severity, const char* message) noexcept override {
@@ -203,6 +202,7 @@ public:
         result.scores = reinterpret_cast<const float*>(outputs_[2].host.data());
         result.classes = reinterpret_cast<const std::int32_t*>(outputs_[3].host.data());
         result.masks = reinterpret_cast<const float*>(outputs_[4].host.data());
+        result.mask_scores = reinterpret_cast<const float*>(outputs_[5].host.data());
         return result;
     }
 

@@ -169,7 +169,7 @@ yolact_status yolact_results_detection(const yolact_results* results, size_t ima
     const yolact::Detection& source = result->detections[index];
     *detection = yolact_detection{source.class_id, source.class_name.c_str(), source.score,
                                   {source.box.x1, source.box.y1, source.box.x2, source.box.y2},
-                                  source.mask.ptr<uint8_t>()};
+                                  source.mask.ptr<uint8_t>(), source.mask_score};
     return YOLACT_OK;
 }
 

@@ -181,6 +181,7 @@ std::string detection_json(const Detection& detection, int height, int width) {
            pad + "\"class_id\": " + std::to_string(detection.class_id) + ",\n" +
            pad + "\"class_name\": " + json_string(detection.class_name) + ",\n" +
            pad + "\"score\": " + rounded_6(detection.score) + ",\n" +
+           pad + "\"mask_score\": " + rounded_6(detection.mask_score) + ",\n" +
            pad + "\"box_xyxy\": " + int_list({box.x1, box.y1, box.x2, box.y2}, 3) + ",\n" +
            pad + "\"mask_area\": " + std::to_string(cv::countNonZero(detection.mask)) + ",\n" +
            pad + "\"mask_rle\": {\n" +

@@ -139,6 +139,7 @@ std::vector<Detection> image_detections(const BatchOutputs& outputs, int index, 
         detection.class_id = class_id;
         detection.class_name = class_names[class_id];
         detection.score = outputs.scores[slot];
+        detection.mask_score = outputs.mask_scores[slot];
         detection.box = pixel_box(outputs.boxes + slot * 4, height, width);
         detection.mask = masks.rowRange(static_cast<int>(n) * height, static_cast<int>(n + 1) * height);
         paste_mask(outputs.masks + slot * mask_cells, outputs.proto_height, outputs.proto_width, rows, cols,

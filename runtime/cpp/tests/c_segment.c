@@ -1,7 +1,7 @@
 /* The C ABI from C: c_segment --model M --out DIR [--backend B] [--score-threshold T] IMAGE...
  *
  * For each image writes DIR/<stem>.json (yolact_results_json) and DIR/<stem>.txt, one line per detection
- * read back through the accessors: "class_id score x1 y1 x2 y2 mask_area class_name", the area counted from
+ * read back through the accessors: "class_id score mask_score x1 y1 x2 y2 mask_area class_name", the area counted from
  * the mask bytes. A bad image is reported on stderr and skipped (exit 1); a bad model or option exits 2; a
  * broken ABI contract exits 3. */
 #include <stdio.h>
@@ -47,8 +47,8 @@ static int write_summary(const char* path, const yolact_results* results) {
         for (long p = 0; p < (long)height * width; ++p) {
             area += d.mask[p];
         }
-        fprintf(file, "%d %.6f %d %d %d %d %ld %s\n", d.class_id, d.score, d.box[0], d.box[1], d.box[2], d.box[3],
-                area, d.class_name);
+        fprintf(file, "%d %.6f %.6f %d %d %d %d %ld %s\n", d.class_id, d.score, d.mask_score, d.box[0], d.box[1],
+                d.box[2], d.box[3], area, d.class_name);
     }
     return fclose(file) == 0;
 }

@@ -140,6 +140,7 @@ yolact::ImageResult sample_result() {
         detection.class_id = i;
         detection.class_name = names[i];
         detection.score = scores[i];
+        detection.mask_score = scores[3 - i];
         detection.box = {i, 0, 3, 4 - i};
         detection.mask = cv::Mat::zeros(4, 3, CV_8UC1);
         detection.mask(cv::Rect(0, i, 3 - i % 3, 1)).setTo(1);

@@ -1,5 +1,5 @@
-// YOLACT instance segmentation from C++: load a model exported by `python -m export` (an ONNX file through
-// OpenVINO, or a TensorRT engine with its JSON sidecar) and turn BGR images into detections with pixel boxes
+// YOLACT instance segmentation from C++: load a model exported by `python -m export` (an ONNX file or an
+// OpenVINO IR through OpenVINO, or a TensorRT engine with its JSON sidecar) and turn BGR images into detections with pixel boxes
 // and binary masks at the image size. No backend type appears here.
 #pragma once
 
@@ -65,7 +65,8 @@ struct Box {
 struct Detection {
     int class_id = 0;
     std::string class_name;
-    float score = 0.0f;
+    float score = 0.0f;       // the box score: what the score threshold and the order go by
+    float mask_score = 0.0f;  // what ranks the mask: YOLACT++'s box score x predicted mask IoU, else the score
     Box box;
     cv::Mat mask;  // CV_8UC1 at the image size, continuous: 1 on the instance, 0 elsewhere
 };
