@@ -1,5 +1,5 @@
-"""``python -m export``: checkpoint -> end-to-end ONNX graph (optionally INT8) or TensorRT engine; or
-``--check model.onnx`` for the TensorRT compatibility verdict.
+"""``python -m export``: checkpoint -> end-to-end ONNX graph (optionally INT8), TensorRT engine or Triton
+model repository; or ``--check model.onnx`` for the TensorRT compatibility verdict.
 
 Errors about inputs (weights, config, paths, calibration data, missing TensorRT) are one line on stderr
 with a non-zero exit status, and leave no partial file behind.
@@ -8,6 +8,7 @@ with a non-zero exit status, and leave no partial file behind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from yolact import CheckpointError, load_model
 from .calibration import DEFAULT_NUM_IMAGES, calibration_files
 from .onnx_export import DEFAULT_OPSET, ExportError, export_onnx
 from .quantize import CALIBRATION_METHODS, quantize_int8
+from .triton_repo import add_repository_options, check_target, repository_options, write_repository
 from .trt_check import check_model
 
 
@@ -24,8 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, help="checkpoint (.pth); a training checkpoint carries its config")
     parser.add_argument("--config", help="config name (optional when the checkpoint embeds one)")
-    parser.add_argument("--to", choices=("onnx", "trt"), default="onnx")
-    parser.add_argument("--out", type=Path, help="output file (default: beside the weights, .onnx / .engine)")
+    parser.add_argument("--to", choices=("onnx", "trt", "triton"), default="onnx")
+    parser.add_argument("--out", type=Path, help="output file (default: beside the weights, .onnx / .engine); "
+                        "--to triton: the model repository folder (required)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--max-dets", type=int, help="detections per image K (default: the config's, 100)")
     parser.add_argument("--static-input", action="store_true", help="input fixed at the network size [B, S, S, 3]")
@@ -42,11 +45,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache (default: beside the engine)")
     parser.add_argument("--no-check", action="store_true", help="skip the TensorRT compatibility check")
     parser.add_argument("--check", type=Path, metavar="MODEL.onnx", help="only print the TensorRT check verdict")
+    add_repository_options(parser)
     args = parser.parse_args(argv)
     if args.check is None and args.weights is None:
         parser.error("--weights is required (or --check MODEL.onnx)")
-    if args.fp16 and args.to != "trt":
-        parser.error("--fp16 applies to --to trt")
+    if args.fp16 and args.to != "trt" and not args.plan:
+        parser.error("--fp16 applies to --to trt (or --to triton --plan)")
+    if args.plan and args.to != "triton":
+        parser.error("--plan applies to --to triton")
+    if args.to == "triton" and args.out is None:
+        parser.error("--to triton needs --out REPO (the model repository folder)")
     return args
 
 
@@ -62,19 +70,22 @@ def export(args: argparse.Namespace) -> int:
     """Fail-fast checks first (TensorRT importable, calibration images found), then the export."""
     suffix = ".onnx" if args.to == "onnx" else ".engine"
     out = args.out or args.weights.with_suffix(suffix)
-    if args.to == "trt":
+    if args.to == "triton":
+        check_target(out, args.force)
+    if args.to == "trt" or args.plan:
         from .tensorrt_build import BatchRange, build_engine, import_tensorrt
 
         import_tensorrt()
         batch = BatchRange.parse(args.batch)
-    calib = calibration_files(args.calib, args.calib_images) if args.int8 and (args.to == "onnx" or args.calib) else None
+    onnx_int8 = args.int8 and args.to in ("onnx", "triton")
+    calib = calibration_files(args.calib, args.calib_images) if args.int8 and (onnx_int8 or args.calib) else None
 
     model = load_model(args.weights, args.config)
     if args.max_dets is not None:
         model.cfg = model.cfg.replace(max_num_detections=args.max_dets)
     with tempfile.TemporaryDirectory() as scratch:
         onnx_out = out.with_suffix(".onnx") if args.to == "trt" else out
-        if args.int8 and args.to == "onnx":
+        if onnx_int8 or args.to == "triton":
             onnx_out = Path(scratch) / "fp32.onnx"
         report = export_onnx(model, onnx_out, args.opset, args.static_input, not args.no_simplify)
         print(report.summary())
@@ -86,6 +97,15 @@ def export(args: argparse.Namespace) -> int:
         elif args.to == "trt":
             engine = build_engine(onnx_out, out, batch, args.fp16, args.int8, calib, args.timing_cache)
             print(f"wrote {engine} and {engine}.json")
+        elif args.to == "triton":
+            graph = quantize_int8(onnx_out, Path(scratch) / "int8.onnx", calib, args.calib_method, args.int8_keep_ends) if args.int8 else onnx_out
+            # A plan uses the QDQ graph's own scales for INT8, as --to trt does.
+            plan = build_engine(graph, Path(scratch) / "model.plan", batch, args.fp16, args.int8, calib, args.timing_cache) if args.plan else None
+            options = repository_options(args)
+            if plan:  # the engine's profile bounds the batch
+                options = dataclasses.replace(options, max_batch=batch.max)
+            written = write_repository(graph, out, options, args.force, plan)
+            print(f"wrote {written}/config.pbtxt and {written}/1/model{'.plan' if plan else '.onnx'} (Triton model repository {out})")
     return 0
 
 
