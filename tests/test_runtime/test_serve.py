@@ -254,13 +254,14 @@ def test_foreign_model_on_a_triton_server_is_refused(tmp_path):
                 runtime.Segmenter(url)
 
 
-def test_killed_server_is_reported_in_one_line_and_a_restart_serves_again(onnx_model, local, sized_images, tmp_path):
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_killed_server_is_reported_in_one_line_and_a_restart_serves_again(onnx_model, local, sized_images, tmp_path, protocol):
     first = start_server(onnx_model, tmp_path / "server.log")
     restarted = ServerProcess(onnx_model, tmp_path / "restarted.log", SERVER_OPTIONS, first.ports, env=WITHOUT_LIBRARY_PATH)
     image = sized_images[6]
     expected = local([image])
     try:
-        with runtime.Segmenter(first.url("grpc")) as remote:
+        with runtime.Segmenter(first.url(protocol)) as remote:
             assert_same_detections(expected, remote([image]))
             first.kill()
             started = time.monotonic()
