@@ -46,3 +46,28 @@ def fps_chart(report: dict, path: Path) -> None:
         rate_ax.grid(alpha=0.3)
         rate_ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def serve_chart(report: dict, path: Path) -> None:
+    """Throughput (left) and p99 latency (right) against concurrent clients, one line per server setup and
+    protocol; the in-process runtime's best throughput as a dashed line."""
+    fig, (rate_ax, p99_ax) = plt.subplots(1, 2, figsize=(13, 5))
+    for setup in report["servers"]:
+        for protocol in sorted({cell["protocol"] for cell in setup["cells"]}):
+            cells = sorted((c for c in setup["cells"] if c["protocol"] == protocol), key=lambda c: c["clients"])
+            clients = [c["clients"] for c in cells]
+            style = "-" if protocol == "grpc" else "--"
+            line, = rate_ax.plot(clients, [c["images_per_s"] for c in cells], style, marker="o", label=f"{setup['label']}, {protocol}")
+            p99_ax.plot(clients, [c["latency_ms"]["p99"] or 0 for c in cells], style, marker="o", color=line.get_color())
+    best = report["in_process_best"]
+    rate_ax.axhline(best["images_per_s"], color="black", linestyle=":", label=f"in-process runtime, batch {best['batch']}")
+    for ax in (rate_ax, p99_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({c["clients"] for s in report["servers"] for c in s["cells"]}))
+        ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
+        ax.set_xlabel("concurrent clients")
+        ax.grid(alpha=0.3)
+    rate_ax.set(ylabel="images/s", title=f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]}: throughput")
+    p99_ax.set(ylabel="p99 latency ms", title=report["where"])
+    rate_ax.legend(fontsize=7)
+    save_figure(fig, path)

@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 
 import runtime
+from command_line import OneLineParser
 from export.calibration import calibration_files
 from export.onnx_export import export_onnx
-from train.options import OneLineParser
 from yolact.data import ensure_shapes_dataset
 from yolact.fileio import write_text_atomic
 

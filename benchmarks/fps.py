@@ -31,10 +31,10 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
+from command_line import OneLineParser
 from export.calibration import calibration_files
 from export.onnx_export import INPUT_NAME, OUTPUT_NAMES
 from export.quantize import final_convolutions
-from train.options import OneLineParser
 from yolact.config import get_config
 from yolact.data import ensure_shapes_dataset
 from yolact.fileio import write_text_atomic

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from train.options import OneLineParser
+from command_line import OneLineParser
 from yolact.data import CocoDataset, DatasetError, ensure_shapes_dataset, eval_transform
 from yolact.evaluation import evaluate_detector
 from yolact.fileio import write_text_atomic

@@ -169,8 +169,8 @@ def iter_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.split("\n\n")[1])
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image or video files, or folders of them")
-    parser.add_argument("--model", required=True, type=Path,
-                        help="exported .onnx, OpenVINO .xml (with its .bin), or TensorRT .engine with its .engine.json")
+    parser.add_argument("--model", required=True, help="exported .onnx, OpenVINO .xml (with its .bin), TensorRT "
+                        ".engine with its .engine.json, or a served model: grpc://HOST:8001/NAME, http://HOST:8000/NAME")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino or tensorrt")
     parser.add_argument("--device", help="cpu, cuda[:N], gpu[.N] (OpenVINO) or auto; default: the backend's own")

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Sequence, Union
 import cv2
 import numpy as np
 
-from .backends import open_backend
+from .backends import is_server_url, open_backend
 from .detections import Detections, RawOutputs, paste_detections
 from .errors import ImageError, ModelError
 from .images import checked_image, read_image
@@ -38,7 +38,8 @@ class Segmenter:
     """An exported YOLACT model ready to run.
 
     model: a ``.onnx`` from ``python -m export``, an OpenVINO IR ``.xml`` (with its ``.bin``) from ``--to
-    openvino``, or a TensorRT ``.engine`` (with its ``.engine.json``).
+    openvino``, or a TensorRT ``.engine`` (with its ``.engine.json``); or ``grpc://host:port/<name>`` /
+    ``http://host:port/<name>``: the model on a Triton server (the paste runs here).
     backend: ``auto`` (engine -> tensorrt; IR -> openvino; ONNX -> onnxruntime if installed, else
     openvino), ``onnxruntime``, ``openvino`` or ``tensorrt``. device: None for the backend's default (onnxruntime: its best providers;
     openvino: cpu; tensorrt: cuda:0), or cpu, cuda[:N] (onnxruntime, tensorrt), gpu[.N] (openvino), auto.
@@ -60,7 +61,7 @@ class Segmenter:
     ):
         if not 0 <= score_threshold < 1:
             raise ModelError(f"score threshold {score_threshold}: must be in [0, 1)")
-        self.model = Path(model)
+        self.model = model if is_server_url(model) else Path(model)
         self.score_threshold = score_threshold
         self._backend = open_backend(self.model, backend, device, precision, threads)
         try:

@@ -1,4 +1,5 @@
-"""Training: ``python -m train`` (SGD with warm-up, checkpoints, resume, DDP)."""
+"""Training: ``python -m train`` (the authors' SGD for the COCO configs, AdamW for the from-scratch small
+configs; warm-up, checkpoints, resume, DDP)."""
 
 from .errors import TrainError
 from .options import TrainOptions, parse_options

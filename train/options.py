@@ -7,8 +7,9 @@ import json
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, NoReturn, Optional, Sequence
+from typing import Any, Optional, Sequence
 
+from command_line import OneLineParser, non_negative_int, positive_float, positive_int
 from yolact import CONFIGS, YolactConfig
 
 DEFAULT_CONFIG = "yolact_small"
@@ -42,34 +43,6 @@ class TrainOptions:
     progress: bool = True
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """Reports a bad option in one line (no usage block)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
 def _config_override(text: str) -> tuple[str, Any]:
     """``FIELD=VALUE``, VALUE read as JSON when it parses (numbers, lists, booleans), else as a string."""
     field, sep, raw = text.partition("=")
@@ -96,25 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     for split in ("train", "val"):
         parser.add_argument(f"--{split}-images", type=Path, help=f"{split} image folder (custom COCO data)")
         parser.add_argument(f"--{split}-annotations", type=Path, help=f"{split} COCO annotation JSON")
-    parser.add_argument("--iters", type=_positive_int, help="training iterations (default: the config's, "
+    parser.add_argument("--iters", type=positive_int, help="training iterations (default: the config's, "
                         "scaled by batch size / the config's batch size)")
-    parser.add_argument("--batch-size", type=_positive_int, help="global batch size (default: the config's)")
-    parser.add_argument("--lr", type=_positive_float, help="base learning rate (default: the config's, "
+    parser.add_argument("--batch-size", type=positive_int, help="global batch size (default: the config's)")
+    parser.add_argument("--lr", type=positive_float, help="base learning rate (default: the config's, "
                         "scaled by batch size / the config's batch size)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--workers", type=_non_negative_int, default=1, help="data loader processes per rank")
+    parser.add_argument("--workers", type=non_negative_int, default=1, help="data loader processes per rank")
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
     parser.add_argument("--resume", type=Path, help="continue from a training checkpoint (last.pth, ckpt_N.pth)")
     parser.add_argument("--pretrained-backbone", type=Path, help="torchvision ImageNet ResNet state dict")
-    parser.add_argument("--eval-every", type=_non_negative_int, help="evaluate on the val split every N "
+    parser.add_argument("--eval-every", type=non_negative_int, help="evaluate on the val split every N "
                         "iterations, 0: only at the end (default: a sixth of the run)")
-    parser.add_argument("--checkpoint-every", type=_positive_int, help="write ckpt_<iter>.pth every N "
+    parser.add_argument("--checkpoint-every", type=positive_int, help="write ckpt_<iter>.pth every N "
                         "iterations (default: --eval-every, else a sixth of the run)")
-    parser.add_argument("--keep-last", type=_positive_int, default=3, help="numbered checkpoints to keep")
-    parser.add_argument("--log-every", type=_positive_int, default=10, help="log.jsonl row every N iterations")
+    parser.add_argument("--keep-last", type=positive_int, default=3, help="numbered checkpoints to keep")
+    parser.add_argument("--log-every", type=positive_int, default=10, help="log.jsonl row every N iterations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (DDP on CUDA)")
-    parser.add_argument("--time-limit", type=_positive_float, metavar="MINUTES",
+    parser.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                         help="stop training after this many minutes, then evaluate and save")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser

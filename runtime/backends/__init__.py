@@ -10,6 +10,7 @@ from .base import PRECISIONS, Backend
 from .onnxruntime_backend import OnnxRuntimeBackend
 from .openvino_backend import OpenVinoBackend
 from .tensorrt_backend import TensorRTBackend
+from .triton_client import is_server_url, open_server_model
 
 BACKENDS = {backend.name: backend for backend in (OnnxRuntimeBackend, OpenVinoBackend, TensorRTBackend)}
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -33,7 +34,10 @@ def choose_backend(model: Path) -> str:
 def open_backend(
     model: str | Path, backend: str = "auto", device: str | None = None, precision: str | None = None, threads: int | None = None
 ) -> Backend:
-    """Load ``model`` on ``backend``; every bad option or file ends in a one-line ModelError."""
+    """Load ``model`` on ``backend`` (a ``grpc://`` or ``http://`` URL: the model on that Triton server);
+    every bad option or file ends in a one-line ModelError."""
+    if is_server_url(model):
+        return open_server_model(str(model), backend, device, precision, threads)
     model = Path(model)
     if backend != "auto" and backend not in BACKENDS:
         raise ModelError(f"backend {backend!r}: unknown (choose auto, {', '.join(BACKENDS)})")

@@ -91,4 +91,10 @@ def test_pip_install_into_a_fresh_venv_without_torch(onnx_model, images, tmp_pat
     assert cli.returncode == 0, cli.stderr
     assert "backend onnxruntime" in cli.stdout
     assert json.loads((work / "out" / "scene.json").read_text())["detections"]
+    # The serving command ships too, with the command-line helpers it shares with the toolkit; the server
+    # itself is the [serve] extra (not installed here).
+    served = run("-m", "runtime.serve", "--help")
+    assert served.returncode == 0 and "--queue-delay-us" in served.stdout, served.stderr
+    bad = run("-m", "runtime.serve", "--model", "m.onnx", "--instances", "0")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--instances" in bad.stderr
     print(f"fresh venv, install and run: {time.monotonic() - started:.0f} s")

@@ -1,0 +1,333 @@
+"""``python -m benchmarks.serve``: a bounded load test of ``python -m runtime.serve`` on this machine.
+
+The graph (authors' recipe weights: every detection slot filled) is served on 127.0.0.1 by a server started
+for the run, with dynamic batching on and off and with 1 and 2 model instances. For each, 1, 4 and 16
+concurrent clients (threads, each with its own ``runtime.Segmenter("grpc://..." or "http://...")``) send
+one image per request for a fixed time; each client pastes its own detections, as a deployed client does.
+Every response is compared with the in-process runtime's detections for the same image. The in-process
+runtime (one caller, ``Segmenter.infer`` then the paste, the same loop) is timed at several batch sizes in
+the same run; clients, server and the in-process runtime all share this machine's cores.
+
+Per cell: throughput, p50/p99 latency, errors, mismatches, and where the time of a request goes: the
+server's queue and compute (Triton's Prometheus counters), and the rest of the round trip (transport and
+serialisation on both sides). Writes ``benchmarks/results/serve_<machine>_<config>_<date>.json``, ``.md``
+and ``.png`` (throughput and p99 latency against clients).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+import runtime
+from command_line import OneLineParser, non_negative_int, positive_float, positive_int
+from runtime.serve import ServerProcess
+from yolact.fileio import write_text_atomic
+
+from .charts import serve_chart
+from .fps import encoded_images
+from .machine import machine_details, machine_tag, package_versions
+from .variants import export_graphs, load_or_recipe
+
+RESULTS = Path(__file__).parent / "results"
+# Every client loop stops at the cell's duration or at this many requests, whichever comes first.
+MAX_REQUESTS_PER_CLIENT = 10_000
+# A request still running when its cell ends is waited for at most this long.
+STRAGGLER_TIMEOUT_S = 120
+TARGET_RATIO = 0.8
+
+
+@dataclass(frozen=True)
+class ServerSetup:
+    dynamic_batching: bool
+    instances: int
+
+    @property
+    def label(self) -> str:
+        return f"{'dynamic batching' if self.dynamic_batching else 'no batching'}, {self.instances} instance(s)"
+
+
+def same_detections(a: runtime.Detections, b: runtime.Detections) -> bool:
+    """Equal up to float noise: a dynamic batch of other size than the in-process run may change the last
+    bits of a score, and so a mask pixel at 0.5."""
+    return (
+        len(a) == len(b)
+        and np.array_equal(a.class_ids, b.class_ids)
+        and np.abs(a.boxes - b.boxes).max(initial=0) <= 1
+        and np.abs(a.scores - b.scores).max(initial=0) <= 1e-4
+        and (a.masks != b.masks).mean() <= 1e-3
+    )
+
+
+def segment_one(segmenter: runtime.Segmenter, images: list[np.ndarray]) -> tuple[list[runtime.Detections], float]:
+    """What one request costs a client: the graph (local, or a round trip to the server), then the paste.
+    Returns the detections and the graph's (or round trip's) seconds."""
+    started = time.perf_counter()
+    raw = segmenter.infer(np.stack(images))
+    graph_s = time.perf_counter() - started
+    detections = [runtime.paste_detections(raw, i, *image.shape[:2], segmenter.score_threshold, segmenter.class_names)
+                  for i, image in enumerate(images)]
+    return detections, graph_s
+
+
+def in_process(graph: Path, images: list[np.ndarray], batches: list[int], seconds: float, threads: int) -> tuple[list[dict], list[runtime.Detections]]:
+    """images/s and the graph's ms per batch of the in-process runtime at each batch size, and its
+    detections of every image (the reference for the server's)."""
+    rows = []
+    with runtime.Segmenter(graph, threads=threads, batch_size=max(batches)) as segmenter:
+        references = [segment_one(segmenter, [image])[0][0] for image in images]
+        for batch in batches:
+            chosen = [images[i % len(images)] for i in range(batch)]
+            segment_one(segmenter, chosen)  # warm-up
+            rounds, graph_s, started = 0, 0.0, time.perf_counter()
+            while time.perf_counter() - started < seconds and rounds < MAX_REQUESTS_PER_CLIENT:
+                graph_s += segment_one(segmenter, chosen)[1]
+                rounds += 1
+            elapsed = time.perf_counter() - started
+            rows.append({"batch": batch, "images_per_s": round(batch * rounds / elapsed, 2), "graph_ms": round(1000 * graph_s / rounds, 2)})
+    return rows, references
+
+
+@dataclass
+class StartLine:
+    """The clients connect (and read the model's metadata) first; then all start when the clock does."""
+
+    connected: threading.Barrier
+    go: threading.Event = field(default_factory=threading.Event)
+    deadline: float = 0.0
+
+
+@dataclass
+class ClientTally:
+    latencies_ms: list[float] = field(default_factory=list)
+    round_trip_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    mismatches: int = 0
+    finished_at: float = 0.0
+
+
+def client_loop(url: str, images: list[np.ndarray], references: list[runtime.Detections], offset: int, start: StartLine,
+                tally: ClientTally) -> None:
+    with runtime.Segmenter(url, batch_size=1) as segmenter:
+        start.connected.wait(timeout=STRAGGLER_TIMEOUT_S)
+        start.go.wait(timeout=STRAGGLER_TIMEOUT_S)
+        for request in range(MAX_REQUESTS_PER_CLIENT):
+            if time.perf_counter() >= start.deadline:
+                break
+            index = (offset + request) % len(images)
+            started = time.perf_counter()
+            try:
+                (detections,), round_trip_s = segment_one(segmenter, [images[index]])
+            except runtime.SegmenterError as error:
+                tally.errors.append(str(error))
+                continue
+            tally.latencies_ms.append(1000 * (time.perf_counter() - started))
+            tally.round_trip_ms.append(1000 * round_trip_s)
+            tally.mismatches += not same_detections(detections, references[index])
+    tally.finished_at = time.perf_counter()
+
+
+def metric_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per-request means (ms) of the server's queue, compute and total time, and its mean batch size."""
+    delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
+    requests = delta.get("nv_inference_request_success", 0) or 1
+    executions = delta.get("nv_inference_exec_count", 0) or 1
+    compute = sum(delta.get(f"nv_inference_compute_{part}_duration_us", 0) for part in ("input", "infer", "output"))
+    return {
+        "server_requests": int(delta.get("nv_inference_request_success", 0)),
+        "server_failures": int(delta.get("nv_inference_request_failure", 0)),
+        "mean_batch": round(delta.get("nv_inference_count", 0) / executions, 2),
+        "queue_ms": round(delta.get("nv_inference_queue_duration_us", 0) / requests / 1000, 2),
+        "compute_ms": round(compute / requests / 1000, 2),
+        "server_total_ms": round(delta.get("nv_inference_request_duration_us", 0) / requests / 1000, 2),
+    }
+
+
+def run_cell(server: ServerProcess, protocol: str, clients: int, images: list[np.ndarray], references: list[runtime.Detections],
+             seconds: float) -> dict:
+    tallies = [ClientTally() for _ in range(clients)]
+    start = StartLine(threading.Barrier(clients + 1))
+    threads = [threading.Thread(target=client_loop, args=(server.url(protocol), images, references, index, start, tally))
+               for index, tally in enumerate(tallies)]
+    for thread in threads:
+        thread.start()
+    start.connected.wait(timeout=STRAGGLER_TIMEOUT_S)
+    before = server.metrics()
+    started = time.perf_counter()
+    start.deadline = started + seconds
+    start.go.set()
+    for thread in threads:
+        thread.join(timeout=seconds + STRAGGLER_TIMEOUT_S)
+    hung = sum(thread.is_alive() for thread in threads)
+    wall = max(t.finished_at for t in tallies) - started if not hung else seconds + STRAGGLER_TIMEOUT_S
+    latencies = [ms for t in tallies for ms in t.latencies_ms]
+    round_trips = [ms for t in tallies for ms in t.round_trip_ms]
+    server_side = metric_means(before, server.metrics())
+    errors = [error for t in tallies for error in t.errors]
+    return {
+        "protocol": protocol,
+        "clients": clients,
+        "requests": len(latencies),
+        "seconds": round(wall, 2),
+        "images_per_s": round(len(latencies) / wall, 2),
+        "latency_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "mean": percentile(latencies, None)},
+        "round_trip_ms": percentile(round_trips, None),
+        "errors": len(errors) + hung,
+        "first_error": errors[0] if errors else ("client thread hung" if hung else None),
+        "mismatches": sum(t.mismatches for t in tallies),
+        **server_side,
+        # What the round trip costs beyond the server's own time: transport, and (de)serialisation in the client library and tritonserver's front end.
+        "transport_and_serialisation_ms": round(percentile(round_trips, None) - server_side["server_total_ms"], 2) if round_trips else None,
+    }
+
+
+def percentile(values: list[float], q: float | None) -> float | None:
+    if not values:
+        return None
+    return round(float(np.mean(values) if q is None else np.percentile(values, q)), 2)
+
+
+def decoded_images(count: int, height: int, width: int) -> list[np.ndarray]:
+    return [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in encoded_images(count, height, width)]
+
+
+def table(report: dict) -> list[str]:
+    lines = [
+        "| server | protocol | clients | images/s | vs in-process best | latency p50 / p99 ms | errors | mismatches | mean batch | queue / compute / transport+serialisation ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    best = report["in_process_best"]["images_per_s"]
+    for setup in report["servers"]:
+        for cell in setup["cells"]:
+            lines.append(
+                f"| {setup['label']} | {cell['protocol']} | {cell['clients']} | {cell['images_per_s']:.2f} | {cell['images_per_s'] / best:.2f}x | "
+                f"{cell['latency_ms']['p50']} / {cell['latency_ms']['p99']} | {cell['errors']} | {cell['mismatches']} | {cell['mean_batch']} | "
+                f"{cell['queue_ms']} / {cell['compute_ms']} / {cell['transport_and_serialisation_ms']} |"
+            )
+    return lines
+
+
+def markdown(report: dict) -> str:
+    def rates(rows: list[dict]) -> str:
+        return ", ".join(f"batch {r['batch']}: {r['images_per_s']:.2f} images/s (graph {r['graph_ms']:.1f} ms)" for r in rows)
+
+    target = report["target"]
+    load = report["machine"]["load_average_1_5_15_min"]
+    return "\n".join([
+        f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]} images, {report['where']} "
+        f"(load average {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end)",
+        "",
+        f"In-process runtime before the servers: {rates(report['in_process'])}; after them: {rates(report['in_process_after_servers'])}.",
+        "",
+        *table(report),
+        "",
+        f"Target (16 clients, dynamic batching, >= {TARGET_RATIO}x the in-process best): best {target['best_images_per_s']:.2f} images/s "
+        f"({target['best_cell']}) = {target['ratio']:.2f}x: {'met' if target['met'] else 'missed'}.",
+    ]) + "\n"
+
+
+def parse_args(argv) -> argparse.Namespace:
+    parser = OneLineParser(prog="python -m benchmarks.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="yolact_small", help="model config (also: yolact_base)")
+    parser.add_argument("--clients", type=positive_int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--protocols", nargs="+", choices=("grpc", "http"), default=["grpc", "http"])
+    parser.add_argument("--instances", type=positive_int, nargs="+", default=[1, 2])
+    parser.add_argument("--batching", nargs="+", choices=("on", "off"), default=["on", "off"], help="dynamic batching")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="duration of each cell")
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=[1, 2, 4, 8], help="in-process batch sizes")
+    parser.add_argument("--max-batch", type=positive_int, default=8, help="the server's max batch")
+    parser.add_argument("--queue-delay-us", type=non_negative_int, default=2000, help="the dynamic batcher's queue delay")
+    parser.add_argument("--threads", type=positive_int, default=2, help="intra-op threads, split among the server's instances")
+    parser.add_argument("--image-size", default="480x640", help="HxW of the images")
+    parser.add_argument("--images", type=positive_int, default=4, help="distinct images rotated through the requests")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    try:
+        args.height, args.width = (int(v) for v in args.image_size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--image-size {args.image_size!r}: expected HxW, e.g. 480x640")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    setups = [ServerSetup(batching == "on", instances) for batching in args.batching for instances in args.instances]
+    images = decoded_images(args.images, args.height, args.width)
+    load_before = os.getloadavg()
+    servers = []
+    with tempfile.TemporaryDirectory(prefix="yolact-serve-") as scratch:
+        graph = export_graphs(load_or_recipe(args.config, None, "cpu"), Path(scratch), None).fp32
+        in_process_rows, references = in_process(graph, images, args.batches, args.seconds, args.threads)
+        cells = len(setups) * len(args.protocols) * len(args.clients)
+        with tqdm(total=cells, desc="serve", unit="cell") as progress:
+            for number, setup in enumerate(setups):
+                threads = max(1, args.threads // setup.instances)
+                options = ["--instances", str(setup.instances), "--threads", str(threads), "--max-batch", str(args.max_batch),
+                           "--queue-delay-us", str(args.queue_delay_us), *([] if setup.dynamic_batching else ["--no-dynamic-batching"])]
+                server = ServerProcess(graph, Path(scratch) / f"server{number}.log", options).start()
+                try:
+                    results = []
+                    for protocol in args.protocols:
+                        for clients in args.clients:
+                            results.append(run_cell(server, protocol, clients, images, references, args.seconds))
+                            progress.set_postfix_str(f"{setup.label}, {protocol}, {clients} clients: {results[-1]['images_per_s']:.1f}/s")
+                            progress.update()
+                    status = server.terminate()
+                finally:
+                    server.kill()
+                servers.append({"label": setup.label, "dynamic_batching": setup.dynamic_batching, "instances": setup.instances,
+                                "threads_per_instance": threads, "drained_exit_status": status, "cells": results})
+        # Timed again after the servers: on a shared machine the baseline is the better of the two.
+        in_process_after, _ = in_process(graph, images, args.batches, args.seconds, args.threads)
+    best = max(in_process_rows + in_process_after, key=lambda row: row["images_per_s"])
+    loaded = [(setup, cell) for setup in servers if setup["dynamic_batching"] for cell in setup["cells"] if cell["clients"] == max(args.clients)]
+    best_setup, best_cell = max(loaded, key=lambda pair: pair[1]["images_per_s"]) if loaded else (None, None)
+    # The machine may be shared: its load while the run went is part of the figures' context.
+    machine = {**machine_details(), "threads": args.threads, "load_average_1_5_15_min": {"start": load_before, "end": os.getloadavg()},
+               "serving_packages": package_versions(("nvidia-pytriton", "tritonclient", "grpcio", "onnxruntime"))}
+    report = {
+        "what": "one image per request, each client pasting its own detections; in-process: Segmenter.infer then the paste, one caller",
+        "config": args.config,
+        "weights": "authors' recipe weights (every detection slot filled)",
+        "image_hw": [args.height, args.width],
+        "where": f"{machine['cpu']}, {machine['cores']} cores shared by server, clients and the in-process runtime",
+        "machine": machine,
+        "seconds_per_cell": args.seconds,
+        "server_options": {"max_batch": args.max_batch, "queue_delay_us": args.queue_delay_us, "threads": args.threads},
+        "in_process": in_process_rows,
+        "in_process_after_servers": in_process_after,
+        "in_process_best": best,
+        "servers": servers,
+        "target": {
+            "ratio_needed": TARGET_RATIO,
+            "best_images_per_s": best_cell["images_per_s"] if best_cell else 0.0,
+            "best_cell": f"{best_setup['label']}, {best_cell['protocol']}" if best_cell else None,
+            "ratio": round(best_cell["images_per_s"] / best["images_per_s"], 3) if best_cell else 0.0,
+            "met": bool(best_cell) and best_cell["images_per_s"] >= TARGET_RATIO * best["images_per_s"],
+        },
+    }
+    stem = args.out_dir / f"serve_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text_atomic(stem.with_suffix(".md"), markdown(report))
+    serve_chart(report, stem.with_suffix(".png"))
+    print(markdown(report))
+    print(f"wrote {stem}.json, .md and .png")
+    errors = sum(cell["errors"] + cell["mismatches"] for setup in servers for cell in setup["cells"])
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

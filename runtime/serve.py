@@ -1,0 +1,319 @@
+"""``python -m runtime.serve --model M``: an exported graph behind a real Triton Inference Server.
+
+The server is the tritonserver that ``nvidia-pytriton`` bundles (``pip install "./runtime[serve]"``); the
+graph runs in this process on any backend of the runtime (onnxruntime, OpenVINO, TensorRT), one Segmenter
+per model instance. Clients speak the KServe v2 protocol over HTTP or gRPC; they see the inputs and
+outputs of the model repository that ``python -m export --to triton`` writes, so one client works against
+both: ``runtime.Segmenter("grpc://127.0.0.1:8001/yolact")``. SIGTERM or Ctrl-C drains the requests in
+flight, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from command_line import OneLineParser, non_negative_int, positive_int
+
+from .backends.base import INPUT_NAME
+from .backends.triton_client import DEFAULT_MODEL_NAME, PRECISION_KEY, SERVED_BY_KEY
+from .errors import ImageError, SegmenterError
+from .segmenter import Segmenter
+
+# The largest image side the exporter lets a graph of dynamic size assume (export.onnx_export.MAX_IMAGE_SIDE).
+MAX_IMAGE_SIDE = 8192
+DEFAULT_MAX_BATCH = 8
+DEFAULT_QUEUE_DELAY_US = 2000
+# Seconds tritonserver waits for the requests in flight when it is asked to stop.
+DRAIN_TIMEOUT_S = 30
+# Two image sizes for the probe that reads the graph's output dims: a dim that differs between them is
+# dynamic (-1). Small, because a graph of dynamic size resizes to its network size inside anyway.
+PROBE_SIZES = ((64, 64), (48, 80))
+
+
+class OutputSpec(NamedTuple):
+    """One graph output as Triton declares it: per-image dims (-1 for dynamic), numpy dtype."""
+
+    name: str
+    dims: tuple[int, ...]
+    dtype: np.dtype
+
+
+def triton_dims(dims: tuple[int, ...]) -> tuple[int, ...]:
+    """Triton refuses an output without dims, so a per-image scalar (num_dets) is served as [1]."""
+    return dims or (1,)
+
+
+def graph_outputs(segmenter: Segmenter) -> list[OutputSpec]:
+    """Every output the graph gives, by name, with its dtype and per-image dims, read from two probe runs
+    (the backends give arrays, whatever file format they opened)."""
+    sizes = [segmenter.input_size] * 2 if segmenter.input_size else PROBE_SIZES
+    probes = [segmenter.infer(np.zeros((1, height, width, 3), np.uint8))._asdict() for height, width in sizes]
+    specs = []
+    for name, first in probes[0].items():
+        second = probes[1][name]
+        dims = tuple(a if a == b else -1 for a, b in zip(first.shape[1:], second.shape[1:]))
+        specs.append(OutputSpec(name, dims, first.dtype))
+    return specs
+
+
+def python_backend_library_path() -> None:
+    """Put this interpreter's own libpython first on LD_LIBRARY_PATH, for the tritonserver that PyTriton
+    starts (it copies os.environ) and the Python-backend stub that tritonserver starts in turn.
+
+    Why: the stub is linked against ``libpython3.X.so``, and the loader would otherwise find the system's
+    (Debian's 3.11.2 here) instead of the running interpreter's (3.11.7): PyTriton's model code then fails
+    on ``threading.RLock._recursion_count``, which 3.11.2 lacks (pytriton issue 51)."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if not (sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir):
+        return  # a static interpreter has no libpython of its own to offer
+    paths = [path for path in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if path and path != libdir]
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *paths])
+
+
+class GraphInstance:
+    """The inference function of one model instance: its own Segmenter, so instances run in parallel."""
+
+    def __init__(self, segmenter: Segmenter, max_side: int):
+        self.segmenter = segmenter
+        self.max_side = max_side
+
+    def checked(self, images: np.ndarray, index: int) -> np.ndarray:
+        """Triton has already refused a wrong dtype, rank, channel count or batch size; the sizes are ours."""
+        height, width = images.shape[1:3]
+        if height == 0 or width == 0:
+            raise ImageError(f"request {index}: an empty {width}x{height} image")
+        if max(height, width) > self.max_side:
+            raise ImageError(f"request {index}: a {width}x{height} image, over the {self.max_side} px side this server takes")
+        return images
+
+    def __call__(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Triton's dynamic batcher hands over requests of one image size; they go through the graph as one
+        batch and come back split per request. An error fails every request of the call."""
+        images = [self.checked(request[INPUT_NAME], index) for index, request in enumerate(requests)]
+        raw = self.segmenter.infer(np.concatenate(images) if len(images) > 1 else images[0])
+        bounds = np.cumsum([0, *(len(batch) for batch in images)])
+        outputs = {name: value.reshape(len(value), *triton_dims(value.shape[1:])) for name, value in raw._asdict().items()}
+        return [{name: value[start:stop] for name, value in outputs.items()} for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def model_parameters(segmenter: Segmenter) -> dict[str, str]:
+    """What a client needs besides the tensors (class names, sizes: the graph's ``yolact.*`` metadata) and
+    what runs the graph."""
+    served_by = f"{segmenter.backend_name} on {segmenter.executed_on}"
+    return {**segmenter.metadata, SERVED_BY_KEY: served_by, PRECISION_KEY: segmenter.precision}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(prog="python -m runtime.serve", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser.add_argument("--model", required=True, help="graph the runtime opens (.onnx, OpenVINO .xml, TensorRT .engine)")
+    parser.add_argument("--name", default=DEFAULT_MODEL_NAME, help=f"model name clients ask for (default {DEFAULT_MODEL_NAME})")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--http-port", type=positive_int, default=8000)
+    parser.add_argument("--grpc-port", type=positive_int, default=8001)
+    parser.add_argument("--metrics-port", type=positive_int, default=8002, help="Prometheus metrics at /metrics")
+    parser.add_argument("--instances", type=positive_int, default=1, help="model instances, each with its own backend")
+    parser.add_argument("--max-batch", type=positive_int, help=f"images per batch (default {DEFAULT_MAX_BATCH}, at most the graph's limit)")
+    parser.add_argument("--queue-delay-us", type=non_negative_int, default=DEFAULT_QUEUE_DELAY_US,
+                        help=f"how long the dynamic batcher waits to fill a batch (default {DEFAULT_QUEUE_DELAY_US})")
+    parser.add_argument("--no-dynamic-batching", dest="dynamic_batching", action="store_false",
+                        help="run every request as it comes (for comparison)")
+    parser.add_argument("--max-image-side", type=positive_int, default=MAX_IMAGE_SIDE,
+                        help=f"refuse images with a longer side (default {MAX_IMAGE_SIDE})")
+    parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino or tensorrt")
+    parser.add_argument("--device", help="the backend's device (default: its own)")
+    parser.add_argument("--precision", help="fp32, fp16 or bf16 (default fp32)")
+    parser.add_argument("--threads", type=positive_int, help="intra-op threads per instance")
+    return parser.parse_args(argv)
+
+
+def open_instances(args: argparse.Namespace) -> list[Segmenter]:
+    segmenters: list[Segmenter] = []
+    try:
+        for _ in range(args.instances):
+            segmenters.append(Segmenter(args.model, args.backend, args.device, args.precision, threads=args.threads, batch_size=args.max_batch))
+    except SegmenterError:
+        for segmenter in segmenters:
+            segmenter.close()
+        raise
+    return segmenters
+
+
+def serve(args: argparse.Namespace, segmenters: list[Segmenter], stop: threading.Event) -> int:
+    """Runs the server until ``stop`` is set (then drains) or tritonserver dies (exit 1)."""
+    python_backend_library_path()
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig
+
+    first = segmenters[0]
+    max_batch = args.max_batch or min(DEFAULT_MAX_BATCH, first.max_batch or DEFAULT_MAX_BATCH)
+    batcher = DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us) if args.dynamic_batching else None
+    outputs = [Tensor(name=spec.name, dtype=spec.dtype, shape=triton_dims(spec.dims)) for spec in graph_outputs(first)]
+    config = TritonConfig(
+        http_address=args.host, grpc_address=args.host, metrics_address=args.host,
+        http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+        exit_timeout_secs=DRAIN_TIMEOUT_S, log_verbose=0,
+    )
+    triton = Triton(config=config)
+    triton.bind(
+        model_name=args.name,
+        infer_func=[GraphInstance(segmenter, args.max_image_side) for segmenter in segmenters],
+        inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
+        outputs=outputs,
+        config=ModelConfig(max_batch_size=max_batch, batcher=batcher),
+        strict=True,
+    )
+    publish_parameters(triton, args.name, model_parameters(first))
+    try:
+        triton.run()
+        print(
+            f"serving {args.model} as {args.name!r} ({first.backend_name}, {args.instances} instance(s), batches up to "
+            f"{max_batch}, dynamic batching {'on' if batcher else 'off'}): http://{args.host}:{args.http_port} "
+            f"grpc://{args.host}:{args.grpc_port} metrics http://{args.host}:{args.metrics_port}/metrics",
+            flush=True,
+        )
+        while not stop.wait(1.0):
+            if not triton.is_alive():
+                print(f"error: tritonserver stopped on its own:\n{triton_log_tail(triton)}", file=sys.stderr)
+                return 1
+    finally:
+        # tritonserver gets SIGINT: it takes no new request and finishes those in flight, then exits.
+        triton.stop()
+    print("drained and stopped", flush=True)
+    return 0
+
+
+def publish_parameters(triton: Any, name: str, parameters: dict[str, str]) -> None:
+    """Add ``parameters`` to the model config Triton publishes. PyTriton's ModelConfig has no field for
+    them; the config it generates keeps its backend parameters in a dict that it writes out when the
+    model loads (its Python backend reads only its own keys from it)."""
+    for model in triton._model_manager.models:
+        if model.model_name == name:
+            model._get_triton_model_config().backend_parameters.update(parameters)
+
+
+def triton_log_tail(triton: Any, lines: int = 20) -> str:
+    server = getattr(triton, "_triton_server", None)
+    return "\n".join(server.logs().splitlines()[-lines:]) if server is not None else ""
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports the kernel has just handed out on ``host`` (held together, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class ServerProcess:
+    """``python -m runtime.serve`` run in a process group of its own on free ports of 127.0.0.1, for tests
+    and benchmarks: a kill takes its tritonserver and Python-backend stub with it. ``env``: the server's
+    environment (default: this one)."""
+
+    def __init__(self, model: str | os.PathLike, log: Path, options: Sequence[str] = (), ports: Sequence[int] | None = None,
+                 env: dict[str, str] | None = None, name: str = DEFAULT_MODEL_NAME):
+        self.host = "127.0.0.1"
+        self.http_port, self.grpc_port, self.metrics_port = ports or free_ports(3, self.host)
+        self.name = name
+        self.command = [
+            sys.executable, "-m", "runtime.serve", "--model", str(model), "--name", name, "--host", self.host,
+            "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), "--metrics-port", str(self.metrics_port), *options,
+        ]
+        self.log = log
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.http_port, self.grpc_port, self.metrics_port]
+
+    def url(self, protocol: str, name: str | None = None) -> str:
+        port = self.grpc_port if protocol == "grpc" else self.http_port
+        return f"{protocol}://{self.host}:{port}/{name or self.name}"
+
+    def start(self, timeout_s: float = 120) -> "ServerProcess":
+        """Start it and wait, at most ``timeout_s``, until the model is ready."""
+        # Run from the folder that holds this package, so that the server imports this very runtime.
+        package_parent = Path(__file__).resolve().parents[1]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command, cwd=package_parent, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"runtime.serve exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.ready():
+                return self
+            time.sleep(0.2)
+        self.kill()
+        raise RuntimeError(f"runtime.serve not ready within {timeout_s:g} s:\n{self.log_tail()}")
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/v2/models/{self.name}/ready", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def metrics(self) -> dict[str, float]:
+        """The model's ``nv_inference_*`` Prometheus counters (request, execution and image counts; queue,
+        compute and total durations in microseconds)."""
+        with urllib.request.urlopen(f"http://{self.host}:{self.metrics_port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        pattern = rf'^(nv_inference_\w+){{model="{re.escape(self.name)}",version="1"}} (\S+)$'
+        return {match[1]: float(match[2]) for match in re.finditer(pattern, text, re.MULTILINE)}
+
+    def terminate(self, timeout_s: float = DRAIN_TIMEOUT_S + 30) -> int:
+        """SIGTERM (the server drains), then its exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group: the server dies as on a crashed machine."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        segmenters = open_instances(args)
+    except SegmenterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        return serve(args, segmenters, stop)
+    except ImportError as error:
+        print(f"error: {error.name or error}: not installed (pip install \"./runtime[serve]\")", file=sys.stderr)
+        return 2
+    finally:
+        for segmenter in segmenters:
+            segmenter.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
