@@ -39,7 +39,7 @@ from yolact.fileio import write_text_atomic
 from .charts import serve_chart
 from .fps import encoded_images
 from .machine import machine_details, machine_tag, package_versions
-from .variants import export_graphs, load_or_recipe
+from .variants import SPECS, export_graphs, load_or_recipe
 
 RESULTS = Path(__file__).parent / "results"
 # Every client loop stops at the cell's duration or at this many requests, whichever comes first.
@@ -269,7 +269,8 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     servers = []
     with tempfile.TemporaryDirectory(prefix="yolact-serve-") as scratch:
-        graph = export_graphs(load_or_recipe(args.config, None, "cpu"), Path(scratch), None).fp32
+        model = load_or_recipe(args.config, None, "cpu")
+        graph = export_graphs(model, Path(scratch), [SPECS["onnxruntime_fp32"]], None).path("onnx", False)
         in_process_rows, references = in_process(graph, images, args.batches, args.seconds, args.threads)
         cells = len(setups) * len(args.protocols) * len(args.clients)
         with tqdm(total=cells, desc="serve", unit="cell") as progress:

@@ -66,3 +66,47 @@ def test_final_masks_and_mask_scores_match_the_authors(exported):
     agreement = (final.masks[matched[ok]] == theirs_masks[ok]).mean()
     assert agreement >= 0.999, f"final masks agree on {agreement:.5f} of pixels"
     assert (fixture["final_mask_score"][ok] > 0).sum() >= 10
+
+
+def test_runtime_on_the_yolact_plus_graph_gives_the_final_image_step(exported):
+    """The torch-free runtime (onnxruntime, its numpy/OpenCV paste) on the YOLACT++ graph: the detections,
+    mask scores and masks of ``yolact.to_image`` on the same graph outputs."""
+    from runtime import Segmenter
+
+    fixture, path, out = exported
+    height, width = fixture.meta["image_hw"]
+    reference = to_image(BatchResult(*(torch.from_numpy(out[name]) for name in OUTPUT_NAMES)), 0, height, width)
+    (dets,) = Segmenter(path, backend="onnxruntime", score_threshold=0.0)([fixture["image_bgr"]])
+    keep = reference.scores > 0.0
+    np.testing.assert_array_equal(dets.class_ids, reference.classes[keep])
+    assert_close(dets.scores, reference.scores[keep], 1e-6, "scores")
+    assert_close(dets.mask_scores, reference.mask_scores[keep], 1e-6, "mask scores")
+    assert_close(dets.boxes, reference.boxes[keep], 1, "boxes (pixels)")
+    assert (dets.masks == reference.masks[keep]).mean() >= 0.999
+
+
+@pytest.mark.parametrize("name", ["yolact_plus_resnet50", "yolact_resnet50"])
+def test_openvino_ir_matches_the_authors(tmp_path, name):
+    """``--to openvino`` (the OpenVINO path for YOLACT++, whose DeformConv OpenVINO's ONNX reader rejects; a
+    second path for v1) run by the runtime's OpenVINO backend on the fixture's image."""
+    from runtime import Segmenter
+
+    fixture = load_fixture(name)
+    weights = tmp_path / f"{name}_54_800000.pth"
+    torch.save(recipe_state_dict(fixture.meta), weights)
+    assert main(["--weights", str(weights), "--to", "openvino", "--out", str(tmp_path / "model.xml")]) == 0
+    seg = Segmenter(tmp_path / "model.xml", backend="openvino", score_threshold=0.0)
+    raw = seg.infer(fixture["image_bgr"][None])
+    n = int(raw.num_dets[0])
+    assert n == fixture.meta["num_detections"]
+    matched = match_detections(fixture, raw.classes[0, :n], raw.boxes[0, :n], raw.scores[0, :n], 1e-4)
+    ok = matched >= 0
+    assert_close(raw.scores[0, :n][matched[ok]], fixture["det_score"][ok], 2e-5, "scores")
+    (dets,) = seg([fixture["image_bgr"]])
+    theirs_mask_scores = fixture.arrays.get("final_mask_score", fixture["final_score"])
+    matched = match_detections(fixture, dets.class_ids, raw.boxes[0, : len(dets)], dets.scores, 1e-4)
+    ok = matched >= 0
+    assert_close(dets.mask_scores[matched[ok]], theirs_mask_scores[ok], 2e-5, "mask scores")
+    height, width = fixture.meta["image_hw"]
+    theirs_masks = np.unpackbits(fixture["final_masks"], axis=-1)[..., :width].astype(bool)
+    assert (dets.masks[matched[ok]] == theirs_masks[ok]).mean() >= 0.999

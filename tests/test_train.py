@@ -67,8 +67,8 @@ def test_non_finite_loss_skips_the_step(shapes, tmp_path):
     images, targets = next(trainer.stream.batches(0))
     criterion = trainer.criterion
 
-    def poisoned(output, targets):
-        losses = criterion(output, targets)
+    def poisoned(output, targets, maskiou_net):
+        losses = criterion(output, targets, maskiou_net)
         losses["total"] = losses["total"] * float("nan")
         return losses
 
