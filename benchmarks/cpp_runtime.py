@@ -30,7 +30,7 @@ from export.onnx_export import export_onnx
 from yolact.data import ensure_shapes_dataset
 from yolact.fileio import write_text_atomic
 
-from .machine import machine_details, machine_tag
+from .machine import cpu_description, machine_details, machine_tag
 from .variants import load_or_recipe
 
 RESULTS = Path(__file__).parent / "results"
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     machine = {**machine_details(), "gpu": None, "threads": args.threads}
     report = {"config": args.config, "image_hw": [height, width], "backend": "openvino f32", "batch": 1,
               "weights": str(args.weights) if args.weights else "authors' recipe weights",
-              "where": f"{machine['cpu']}, {args.threads} threads", "cpp": cpp, "python": python, "machine": machine}
+              "where": f"{cpu_description(machine)}, {args.threads} threads", "cpp": cpp, "python": python, "machine": machine}
     stem = args.out_dir / f"cpp_runtime_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
     report["python_paste_vs_cpp"] = round(python["paste_ms"] / cpp["paste_ms"], 3)
     write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")

@@ -7,7 +7,8 @@ JPEG-encoded val images, timed in three stages: decode + upload, graph (network 
 post-processing) and paste (masks to the image size, pixel boxes). The number of detections pasted per image
 is recorded with every figure: without ``--weights`` the model holds the authors' recipe weights, which fill
 every slot (random weights detect nothing and flatter post-processing). For onnxruntime FP32 the graph's
-post-processing is also timed alone, on the outputs of its last convolutions.
+post-processing is also timed alone, on the outputs of its last convolutions, and onnxruntime's own profile of
+the graph splits its kernel time by operator type (for YOLACT++: ``DeformConv``'s share).
 
 Writes ``benchmarks/results/fps_<machine>_<config>_<date>.json``, ``.md`` (a table) and ``.png`` (latency
 per variant by stage; images/s against batch size).
@@ -40,7 +41,7 @@ from yolact.data import ensure_shapes_dataset
 from yolact.fileio import write_text_atomic
 
 from .charts import fps_chart
-from .machine import machine_details, machine_tag
+from .machine import cpu_description, machine_details, machine_tag
 from .variants import (SPECS, GraphFiles, add_int8_options, export_graphs, int8_recipe, load_or_recipe, open_variant,
                        set_threads, skip_reason)
 
@@ -94,6 +95,35 @@ class PostProcessingTimer:
         return times
 
 
+class OperatorShares:
+    """onnxruntime's profile of the whole graph: each operator type's share of the kernel time, summed over
+    every node of that type and over the profiled runs."""
+
+    def __init__(self, graph: Path, threads: int | None):
+        self.graph, self.threads = graph, threads
+
+    def shares(self, images: np.ndarray, runs: int) -> dict[str, float]:
+        # A session profiles once (end_profiling ends it): one per call.
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        options.enable_profiling = True
+        options.profile_file_prefix = str(self.graph.parent / "operator_profile")
+        session = ort.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            session.run(None, {INPUT_NAME: images})
+        profile = Path(session.end_profiling())
+        events = json.loads(profile.read_text())
+        profile.unlink()
+        micros: dict[str, float] = {}
+        for event in events:
+            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                op = event["args"]["op_name"]
+                micros[op] = micros.get(op, 0.0) + event["dur"]
+        total = sum(micros.values())
+        return {op: round(us / total, 4) for op, us in sorted(micros.items(), key=lambda item: -item[1])}
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory (VmHWM: unlike getrusage's maxrss it is not inherited from the
     parent that started the process)."""
@@ -115,6 +145,7 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
     graphs = GraphFiles(args.graphs, args.config)
     variant = open_variant(spec, lambda: load_or_recipe(args.config, args.weights, args.device), graphs, args.device, args.threads)
     post_processing = PostProcessingTimer(args.graphs, args.threads) if spec.name == "onnxruntime_fp32" else None
+    operators = OperatorShares(graphs.of(spec), args.threads) if spec.name == "onnxruntime_fp32" else None
     encoded = encoded_images(args.images, args.height, args.width)
     rows = []
     for batch in args.batch:
@@ -141,6 +172,8 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
                "executed_on": variant.executed_on, "batch": batch, "samples_ms": stage_times, "detections": detections}
         if post_processing is not None:
             row["post_processing_ms"] = post_processing.times_ms(images, args.warmup, args.iters)
+        if operators is not None:
+            row["operator_time_share"] = operators.shares(images, args.iters)
         rows.append(row)
     peak = {"peak_rss_mib": peak_rss_mib()}
     if args.device.startswith("cuda"):
@@ -169,6 +202,8 @@ def summarize(samples: list[dict]) -> dict:
         row["in_graph_postprocess_ms"] = round(post_ms, 3)
         row["network_ms"] = round(stages["graph"]["median"] - post_ms, 3)
         row["postprocess_and_paste_share"] = round((post_ms + stages["paste"]["median"]) / stages["total"]["median"], 4)
+    if "operator_time_share" in first:
+        row["operator_time_share"] = first["operator_time_share"]
     for peak in ("peak_rss_mib", "peak_cuda_mib"):
         if peak in first:
             row[peak] = max(s[peak] for s in samples)
@@ -209,6 +244,20 @@ def table(report: dict) -> list[str]:
     return lines
 
 
+def operator_lines(report: dict, shown: int = 5) -> list[str]:
+    """Where the onnxruntime FP32 graph's kernel time goes, by operator type (its largest ``shown``)."""
+    lines = []
+    for r in report["results"]:
+        if "operator_time_share" in r:
+            shares = list(r["operator_time_share"].items())
+            parts = [f"{op} {100 * share:.1f}%" for op, share in shares[:shown]]
+            if "DeformConv" in r["operator_time_share"] and "DeformConv" not in dict(shares[:shown]):
+                parts.append(f"DeformConv {100 * r['operator_time_share']['DeformConv']:.1f}%")
+            lines.append(f"- {r['variant']} at batch {r['batch']}, kernel time by operator (onnxruntime's profile): "
+                         + ", ".join(parts) + ".")
+    return ["", *lines] if lines else []
+
+
 def skipped_line(report: dict) -> list[str]:
     if not report["skipped"]:
         return []
@@ -217,7 +266,7 @@ def skipped_line(report: dict) -> list[str]:
 
 def markdown_table(report: dict) -> str:
     heading = f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]} images, {report['where']}"
-    return "\n".join([heading, "", *table(report), *skipped_line(report)]) + "\n"
+    return "\n".join([heading, "", *table(report), *operator_lines(report), *skipped_line(report)]) + "\n"
 
 
 def parse_args(argv) -> argparse.Namespace:
@@ -293,7 +342,7 @@ def main(argv=None) -> int:
         "weights": str(args.weights) if args.weights else "authors' recipe weights (every detection slot filled)",
         "image_hw": [args.height, args.width],
         "device": args.device,
-        "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{machine['cpu']}, {machine['threads']} threads",
+        "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{cpu_description(machine)}, {machine['threads']} threads",
         "machine": machine,
         "int8_recipe": int8_recipe(args).record(),
         "results": results,

@@ -24,7 +24,7 @@ from yolact.data import CocoDataset, DatasetError, ensure_shapes_dataset, eval_t
 from yolact.evaluation import evaluate_detector
 from yolact.fileio import write_text_atomic
 
-from .machine import machine_details, machine_tag
+from .machine import cpu_description, machine_details, machine_tag
 from .variants import (REFERENCE, SPECS, add_int8_options, export_graphs, int8_recipe, load_or_recipe, open_variant,
                        set_threads, skip_reason)
 
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
         "weights": "authors' recipe weights" if weights is None else str(weights),
         "dataset": str(args.annotations),
         "images": min(len(dataset), args.max_images or len(dataset)),
-        "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{machine['cpu']}, {machine['threads']} threads",
+        "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{cpu_description(machine)}, {machine['threads']} threads",
         "tolerance_ap_points": tolerances,
         "variants": rows,
         "skipped": skipped,

@@ -1,7 +1,7 @@
 """``python -m benchmarks.readme``: the README's "Performance" section, generated from the committed results.
 
-It reads the newest ``fps_*.json`` for each machine and config, the newest ``parity_*.json`` for each config
-and the newest default-training record, and rewrites the text between the two markers in README.md.
+It reads the newest ``fps_*.json`` for each machine and config, the newest ``parity_*.json``, ``serve_*.json``
+and ``cpp_runtime_*.json`` for each config and the newest training records, and rewrites the text between the two markers in README.md.
 ``--check`` only compares, exiting 1 when the README is out of date (a test runs it).
 """
 
@@ -12,12 +12,18 @@ import json
 import sys
 from pathlib import Path
 
+from yolact.config import get_config
 from yolact.fileio import write_text_atomic
 
 from .cpp_runtime import markdown as cpp_markdown
+from .cpp_runtime import paste_markdown as cpp_paste_markdown
+from .deform_conv import markdown as deform_conv_markdown
+from .fps import operator_lines
 from .fps import skipped_line as fps_skipped_line
 from .fps import table as fps_table
+from .machine import cpu_description
 from .parity import table as parity_table
+from .serve import markdown as serve_markdown
 
 RESULTS = Path(__file__).parent / "results"
 README = Path(__file__).parents[1] / "README.md"
@@ -43,6 +49,11 @@ def fps_reports() -> list[tuple[str, dict]]:
     return [found[k] for k in sorted(found) if "skipped" in found[k][1]]
 
 
+def machine_of(name: str, prefix: str = "fps") -> str:
+    """The machine tag in a result file's name (``<prefix>_<machine>_<config>_<date>_<time>.json``)."""
+    return name.removeprefix(prefix + "_").split("_", 1)[0]
+
+
 def at_batch(report: dict, variant: str, batch: int) -> dict | None:
     return next((r for r in report["results"] if r["variant"] == variant and r["batch"] == batch), None)
 
@@ -59,7 +70,7 @@ def fps_section(name: str, report: dict, parity: dict | None) -> list[str]:
     if baseline:
         lines.append("")
         lines += targets(report, batch, baseline, parity)
-    return lines + fps_skipped_line(report) + [""]
+    return lines + operator_lines(report) + fps_skipped_line(report) + [""]
 
 
 def targets(report: dict, batch: int, baseline: dict, parity: dict | None) -> list[str]:
@@ -119,7 +130,7 @@ def training_section(name: str, record: dict) -> list[str]:
     return [
         f"**Default training** (`python -m train`, `{name}`, curves in `{Path(name).stem}_curves.png`, options compared "
         f"in `train_options_cpu.md`): {record['iterations']} iterations in "
-        f"{record['wall_seconds'] / 60:.1f} min on {record['machine']['cpu']} ({record['machine']['cores']} cores): "
+        f"{record['wall_seconds'] / 60:.1f} min on {cpu_description(record['machine'])} ({record['machine']['cores']} cores): "
         f"box AP {m['box/AP']:.3f}, mask AP {m['mask/AP']:.3f}, mask AP50 {m['mask/AP50']:.3f} on the embedded val split.",
         "",
     ]
@@ -137,12 +148,12 @@ def yolact_plus_training_section(runs: list[tuple[str, dict]], default: tuple[st
     ]
     for name, record in [*([default] if default else []), *runs]:
         m = record["metrics"]
-        rescored = m.get("mask_box_score/AP")
+        box_scored = m.get("mask_box_score/AP")
         lines.append(
             f"| `{name}` | `{record['command']}` | {record['iterations']} | {record['wall_seconds'] / 60:.1f} | "
-            f"{record['machine']['cpu']}, {record['machine']['cores']} cores, {record['precision']} | {m['box/AP']:.3f} | "
-            f"{m['mask/AP']:.3f} | {rescored if rescored is None else f'{rescored:.3f}'} | "
-            + ("-" if rescored is None else f"{100 * (m['mask/AP'] - rescored):+.2f} points") + " |"
+            f"{cpu_description(record['machine'])}, {record['machine']['cores']} cores, {record['precision']} | {m['box/AP']:.3f} | "
+            f"{m['mask/AP']:.3f} | {box_scored if box_scored is None else f'{box_scored:.3f}'} | "
+            + ("-" if box_scored is None else f"{100 * (m['mask/AP'] - box_scored):+.2f} points") + " |"
         )
     if default:
         baseline = default[1]["metrics"]["mask/AP"]
@@ -152,10 +163,50 @@ def yolact_plus_training_section(runs: list[tuple[str, dict]], default: tuple[st
             lines += [
                 "",
                 f"- `{name}` against the default run's mask AP {baseline:.3f}: {m['mask/AP']:.3f} "
-                f"({'met' if m['mask/AP'] >= baseline else 'missed'}: target at least the default's); re-scoring "
-                f"{gain:+.2f} mask AP points ({'met' if gain >= 0.5 else 'missed'}: target +0.5).",
+                f"({'met' if m['mask/AP'] >= baseline else 'missed'}: target at least the default's at the same time budget); "
+                f"re-scoring {gain:+.2f} mask AP points ({'met' if gain >= 0.5 else 'missed'}: target +0.5). "
+                + budget_context(record, default[1]),
             ]
     return lines + [""]
+
+
+def budget_context(run: dict, default: dict) -> str:
+    """What the run's time bought against the default run's: iterations of its config's schedule and seconds
+    per iteration, on which machine and precision (a run cut short on a slower machine says so)."""
+    config = get_config(run["options"]["config"])
+    pace = run["train_seconds"] / max(1, run["iterations"])
+    default_pace = default["train_seconds"] / max(1, default["iterations"])
+    return (f"It ran {run['iterations']} iterations ({100 * run['iterations'] / config.max_iter:.0f}% of {config.name}'s "
+            f"{config.max_iter}) at {pace:.2f} s each on {cpu_description(run['machine'])} ({run['precision']}); the default run "
+            f"ran {default['iterations']} at {default_pace:.2f} s each on {cpu_description(default['machine'])} ({default['precision']}).")
+
+
+def fastest(report: dict, int8: bool) -> dict | None:
+    """The fastest exact (FP32, not PyTorch) or INT8 variant at the report's smallest batch."""
+    batch = min(r["batch"] for r in report["results"])
+    rows = [r for r in report["results"] if r["batch"] == batch and r["backend"] != "pytorch"
+            and r["precision"] == ("int8" if int8 else EXACT)]
+    return min(rows, key=lambda r: r["ms"]["total"]["median"]) if rows else None
+
+
+def yolact_plus_speed_section(plus: tuple[str, dict], base: tuple[str, dict]) -> list[str]:
+    """YOLACT++ against YOLACT on one machine: the fastest exact and INT8 paths of each (target: within 1.5x;
+    the paper's GPU ratio is 1.23x)."""
+    lines = [f"**YOLACT++ against YOLACT** (`{plus[0]}` against `{base[0]}`, same machine):", ""]
+    for int8, what in ((False, "exact (FP32)"), (True, "INT8")):
+        mine, theirs = fastest(plus[1], int8), fastest(base[1], int8)
+        if mine is None or theirs is None:
+            continue
+        ratio = mine["ms"]["total"]["median"] / theirs["ms"]["total"]["median"]
+        lines.append(f"- Fastest {what} path: {plus[1]['config']} {mine['variant']} {mine['ms']['total']['median']:.0f} ms, "
+                     f"{base[1]['config']} {theirs['variant']} {theirs['ms']['total']['median']:.0f} ms: {ratio:.2f}x "
+                     f"({'met' if ratio <= 1.5 else 'missed'}: target within 1.5x).")
+    return lines + [""]
+
+
+def deform_conv_section(name: str, report: dict) -> list[str]:
+    return [f"**Deformable convolutions alone** (`python -m benchmarks.deform_conv`, `{name}`):", "",
+            *deform_conv_markdown(report).splitlines(), ""]
 
 
 def cpp_section(name: str, report: dict) -> list[str]:
@@ -166,6 +217,24 @@ def cpp_section(name: str, report: dict) -> list[str]:
         f"{100 * cpp['overhead_vs_inference']:.1f}% (image checks, input copy and paste of {cpp['detections']} masks).",
         "",
         *cpp_markdown(report).splitlines(),
+        "",
+        *paste_lines(report),
+    ]
+
+
+def paste_lines(report: dict) -> list[str]:
+    """The Python paste against the C++ one on the same detections (target: within 1.5x)."""
+    if "python_paste_vs_cpp" not in report:
+        return []
+    ratio = report["python_paste_vs_cpp"]
+    return [cpp_paste_markdown(report).strip() + f" Target within 1.5x: {'met' if ratio <= 1.5 else 'missed'}.", ""]
+
+
+def serve_section(name: str, report: dict) -> list[str]:
+    return [
+        f"**Serving** (`python -m benchmarks.serve --config {report['config']}`, `{name}`, chart in `{Path(name).stem}.png`):",
+        "",
+        *serve_markdown(report).splitlines(),
         "",
     ]
 
@@ -179,14 +248,25 @@ def generate() -> str:
     plus_runs = [found for config, found in sorted(training.items()) if config.startswith("yolact_plus")]
     if plus_runs:
         lines += yolact_plus_training_section(plus_runs, training.get("default"))
-    for name, report in fps_reports():
-        # Speed runs on recipe weights; accuracy needs a trained model, so parity may be another config's.
-        same_config = parity.get(report["config"]) or next(iter(parity.values()), (None, None))
+    reports = fps_reports()
+    for name, report in reports:
+        # Speed runs on recipe weights; accuracy needs a trained model, so parity may be another config's
+        # (of the same family: YOLACT++'s on a trained YOLACT++).
+        family = get_config(report["config"]).model_family
+        same_config = parity.get(report["config"]) or next(
+            (found for found in parity.values() if get_config(found[1]["config"]).model_family == family), (None, None))
         lines += fps_section(name, report, same_config[1])
+        base = next(((n, r) for n, r in reports if r["config"] == "yolact_base" and machine_of(n) == machine_of(name)), None)
+        if report["config"] == "yolact_plus_base" and base:
+            lines += yolact_plus_speed_section((name, report), base)
+    for _, found in sorted(newest("deform_conv_*.json", lambda r, p: f"{machine_of(p.name, 'deform_conv')} {r['config']}").items()):
+        lines += deform_conv_section(*found)
     for config in sorted(parity):
         lines += parity_section(*parity[config])
     for _, found in sorted(newest("cpp_runtime_*.json", lambda r, p: r["config"]).items()):
         lines += cpp_section(*found)
+    for _, found in sorted(newest("serve_*.json", lambda r, p: r["config"]).items()):
+        lines += serve_section(*found)
     return "\n".join(lines + [END])
 
 

@@ -38,13 +38,13 @@ from yolact.fileio import write_text_atomic
 
 from .charts import serve_chart
 from .fps import encoded_images
-from .machine import machine_details, machine_tag, package_versions
+from .machine import cpu_description, machine_details, machine_tag, package_versions
 from .variants import SPECS, export_graphs, load_or_recipe
 
 RESULTS = Path(__file__).parent / "results"
 # Every client loop stops at the cell's duration or at this many requests, whichever comes first.
 MAX_REQUESTS_PER_CLIENT = 10_000
-# A request still running when its cell ends is waited for at most this long.
+# A request still running when its cell ends is waited for at most this long (or its timeout, if longer).
 STRAGGLER_TIMEOUT_S = 120
 TARGET_RATIO = 0.8
 
@@ -119,8 +119,8 @@ class ClientTally:
 
 
 def client_loop(url: str, images: list[np.ndarray], references: list[runtime.Detections], offset: int, start: StartLine,
-                tally: ClientTally) -> None:
-    with runtime.Segmenter(url, batch_size=1) as segmenter:
+                tally: ClientTally, timeout_s: float) -> None:
+    with runtime.Segmenter(url, batch_size=1, timeout_s=timeout_s) as segmenter:
         start.connected.wait(timeout=STRAGGLER_TIMEOUT_S)
         start.go.wait(timeout=STRAGGLER_TIMEOUT_S)
         for request in range(MAX_REQUESTS_PER_CLIENT):
@@ -156,10 +156,10 @@ def metric_means(before: dict[str, float], after: dict[str, float]) -> dict[str,
 
 
 def run_cell(server: ServerProcess, protocol: str, clients: int, images: list[np.ndarray], references: list[runtime.Detections],
-             seconds: float) -> dict:
+             seconds: float, timeout_s: float) -> dict:
     tallies = [ClientTally() for _ in range(clients)]
     start = StartLine(threading.Barrier(clients + 1))
-    threads = [threading.Thread(target=client_loop, args=(server.url(protocol), images, references, index, start, tally))
+    threads = [threading.Thread(target=client_loop, args=(server.url(protocol), images, references, index, start, tally, timeout_s))
                for index, tally in enumerate(tallies)]
     for thread in threads:
         thread.start()
@@ -168,10 +168,12 @@ def run_cell(server: ServerProcess, protocol: str, clients: int, images: list[np
     started = time.perf_counter()
     start.deadline = started + seconds
     start.go.set()
+    # A request still running at the deadline gets its whole timeout, and a little more, to answer.
+    straggler_s = max(STRAGGLER_TIMEOUT_S, timeout_s + 10)
     for thread in threads:
-        thread.join(timeout=seconds + STRAGGLER_TIMEOUT_S)
+        thread.join(timeout=seconds + straggler_s)
     hung = sum(thread.is_alive() for thread in threads)
-    wall = max(t.finished_at for t in tallies) - started if not hung else seconds + STRAGGLER_TIMEOUT_S
+    wall = max(t.finished_at for t in tallies) - started if not hung else seconds + straggler_s
     latencies = [ms for t in tallies for ms in t.latencies_ms]
     round_trips = [ms for t in tallies for ms in t.round_trip_ms]
     server_side = metric_means(before, server.metrics())
@@ -250,6 +252,8 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=positive_int, default=8, help="the server's max batch")
     parser.add_argument("--queue-delay-us", type=non_negative_int, default=2000, help="the dynamic batcher's queue delay")
     parser.add_argument("--threads", type=positive_int, default=2, help="intra-op threads, split among the server's instances")
+    parser.add_argument("--client-timeout", type=positive_float, default=120.0,
+                        help="seconds a client waits for an answer (16 clients queue behind each other on a slow model)")
     parser.add_argument("--image-size", default="480x640", help="HxW of the images")
     parser.add_argument("--images", type=positive_int, default=4, help="distinct images rotated through the requests")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -283,7 +287,7 @@ def main(argv=None) -> int:
                     results = []
                     for protocol in args.protocols:
                         for clients in args.clients:
-                            results.append(run_cell(server, protocol, clients, images, references, args.seconds))
+                            results.append(run_cell(server, protocol, clients, images, references, args.seconds, args.client_timeout))
                             progress.set_postfix_str(f"{setup.label}, {protocol}, {clients} clients: {results[-1]['images_per_s']:.1f}/s")
                             progress.update()
                     status = server.terminate()
@@ -304,10 +308,11 @@ def main(argv=None) -> int:
         "config": args.config,
         "weights": "authors' recipe weights (every detection slot filled)",
         "image_hw": [args.height, args.width],
-        "where": f"{machine['cpu']}, {machine['cores']} cores shared by server, clients and the in-process runtime",
+        "where": f"{cpu_description(machine)}, {machine['cores']} cores shared by server, clients and the in-process runtime",
         "machine": machine,
         "seconds_per_cell": args.seconds,
         "server_options": {"max_batch": args.max_batch, "queue_delay_us": args.queue_delay_us, "threads": args.threads},
+        "client_timeout_s": args.client_timeout,
         "in_process": in_process_rows,
         "in_process_after_servers": in_process_after,
         "in_process_best": best,

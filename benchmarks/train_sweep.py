@@ -20,7 +20,7 @@ from pathlib import Path
 from train.curves import read_log
 from yolact.fileio import write_text_atomic
 
-from .machine import machine_details
+from .machine import cpu_description, machine_details
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("box/AP", "mask/AP", "mask/AP50")
@@ -59,7 +59,7 @@ def finish(name: str, options: list[str], out: Path, proc: subprocess.Popen, log
 
 
 def markdown(record: dict) -> str:
-    lines = [f"Training recipes on {record['machine']['gpu']['name'] if record['machine']['gpu'] else record['machine']['cpu']}",
+    lines = [f"Training recipes on {record['machine']['gpu']['name'] if record['machine']['gpu'] else cpu_description(record['machine'])}",
              "", "| variant | options | precision | iterations | s/iter | box AP | mask AP | mask AP50 |", "|---|---|---|---|---|---|---|---|"]
     for v in record["variants"]:
         final = v["final"] or {}

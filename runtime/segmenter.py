@@ -46,7 +46,7 @@ class Segmenter:
     precision: None for the default (fp32; fp16 on onnxruntime's TensorRT provider; the engine's own on
     tensorrt), or fp32, fp16, bf16. score_threshold: detections scoring above it are kept. threads:
     intra-op threads (onnxruntime, openvino). batch_size: images per run (default 8, at most the model's
-    limit).
+    limit). timeout_s: for a server, how long to wait for an answer (default 30 s).
     """
 
     def __init__(
@@ -58,12 +58,13 @@ class Segmenter:
         score_threshold: float = 0.3,
         threads: int | None = None,
         batch_size: int | None = None,
+        timeout_s: float | None = None,
     ):
         if not 0 <= score_threshold < 1:
             raise ModelError(f"score threshold {score_threshold}: must be in [0, 1)")
         self.model = model if is_server_url(model) else Path(model)
         self.score_threshold = score_threshold
-        self._backend = open_backend(self.model, backend, device, precision, threads)
+        self._backend = open_backend(self.model, backend, device, precision, threads, timeout_s)
         try:
             self.class_names = class_names_from(self._backend.metadata, self.model)
             self.batch_size = self._checked_batch_size(batch_size)

@@ -45,9 +45,45 @@ def test_fps_times_every_stage_of_each_variant(tmp_path):
     share = (ort_row["in_graph_postprocess_ms"] + ort_row["ms"]["paste"]["median"]) / ort_row["ms"]["total"]["median"]
     assert abs(ort_row["postprocess_and_paste_share"] - share) < 1e-3
     assert "CUDA" in report["skipped"]["pytorch_fp16"]
+    # onnxruntime's profile splits the graph's kernel time by operator type: shares of one whole.
+    operators = ort_row["operator_time_share"]
+    assert "Conv" in operators and abs(sum(operators.values()) - 1) < 0.01
     assert "| onnxruntime_fp32 | 2 | 100 |" in only(tmp_path, "fps_*.md").read_text()
     chart = cv2.imread(str(only(tmp_path, "fps_*.png")))
     assert chart is not None and chart.shape[1] > 600
+
+
+def test_deform_conv_times_each_deformable_layer_in_every_kernel(tmp_path):
+    result = run("-m", "benchmarks.deform_conv", "--config", "yolact_plus_tiny", "--image-size", "90x120", "--iters", "2",
+                 "--warmup", "1", "--out-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(only(tmp_path, "deform_conv_*_yolact_plus_tiny_*.json").read_text())
+    assert [layer["name"] for layer in report["layers"]] == ["backbone.layers.3.0.conv2", "backbone.layers.3.1.conv2"]
+    for layer in report["layers"]:
+        assert all(ms > 0 for ms in layer["ms"].values()) and len(layer["ms"]) == 4
+        # onnxruntime's DeformConv and OpenVINO's kernel compute torchvision's deformable convolution.
+        assert layer["max_abs_diff_vs_torchvision"]["onnxruntime_deform_conv"] < 1e-4
+        assert layer["max_abs_diff_vs_torchvision"]["openvino_ir"] < 1e-2
+    assert report["machine"]["vector_isa"] in ("amx", "avx512-bf16", "avx512-vnni", "avx512", "avx2")
+    assert "| all 2 |" in only(tmp_path, "deform_conv_*.md").read_text()
+
+
+def test_deform_conv_refuses_a_config_without_deformable_layers(tmp_path):
+    result = run("-m", "benchmarks.deform_conv", "--config", "yolact_tiny", "--out-dir", str(tmp_path))
+    assert result.returncode == 2 and "--config yolact_tiny: it has no deformable convolutions" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and not list(tmp_path.iterdir())
+
+
+def test_machines_of_one_model_name_are_told_apart_by_vector_extension():
+    from benchmarks.machine import machine_tag, vector_isa
+
+    assert vector_isa({"sse2", "avx2"}) == "avx2"
+    assert vector_isa({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}) == "avx512-bf16"
+    assert vector_isa({"sse2"}) is None
+    epyc = {"cpu": "AMD EPYC", "cores": 2, "gpu": None}
+    assert machine_tag({**epyc, "vector_isa": "avx2"}) == "amd-epyc-avx2-2c"
+    assert machine_tag({**epyc, "vector_isa": "avx512-bf16"}) == "amd-epyc-avx512-bf16-2c"
+    assert machine_tag(epyc) == "amd-epyc-2c"  # records from before the extension was recorded
 
 
 def test_one_batch_size_draws_images_per_s_as_bars(tmp_path):

@@ -181,6 +181,30 @@ def test_example_on_the_ir_matches_the_python_runtime(build, models, python_runt
         assert_matches_python_runtime((out / f"{path.stem}.json").read_text(), python_runtime_json[path.stem])
 
 
+@pytest.fixture(scope="session")
+def yolact_plus_ir(tmp_path_factory) -> Path:
+    """yolact_plus_tiny (deformable convolutions, 9 anchors, mask re-scoring) with the recipe weights, as
+    the OpenVINO IR that is YOLACT++'s OpenVINO path."""
+    path = tmp_path_factory.mktemp("cpp-plus") / "plus_tiny.xml"
+    export_openvino(recipe_model(get_config("yolact_plus_tiny"), conf_gain=CONF_GAIN), path)
+    return path
+
+
+def test_example_on_a_yolact_plus_ir_matches_the_python_runtime(build, yolact_plus_ir, images, tmp_path):
+    """Boxes, masks, scores and the re-scored mask scores of YOLACT++ equal the Python runtime's on the IR."""
+    result = run([sys.executable, "-m", "runtime", "--model", yolact_plus_ir, "--out", tmp_path / "python", *images], cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = segment(build / "yolact_segment", yolact_plus_ir, images, tmp_path / "cpp")
+    detections = []
+    for path in images:
+        reference = json.loads((tmp_path / "python" / f"{path.stem}.json").read_text())
+        assert_matches_python_runtime((out / f"{path.stem}.json").read_text(), reference)
+        detections += reference["detections"]
+    assert len(detections) >= 20
+    # Re-scoring ran: mask scores are the box scores times a predicted IoU, not copies of them.
+    assert any(abs(d["mask_score"] - d["score"]) > 1e-3 for d in detections)
+
+
 def test_c_program_matches_the_python_runtime(c_program_out, python_runtime_json, images):
     for path in images:
         text = (c_program_out / f"{path.stem}.json").read_text()

@@ -67,8 +67,8 @@ def test_non_finite_loss_skips_the_step(shapes, tmp_path):
     images, targets = next(trainer.stream.batches(0))
     criterion = trainer.criterion
 
-    def poisoned(output, targets, maskiou_net):
-        losses = criterion(output, targets, maskiou_net)
+    def poisoned(output, targets, maskiou_net, maskiou_weight):
+        losses = criterion(output, targets, maskiou_net, maskiou_weight)
         losses["total"] = losses["total"] * float("nan")
         return losses
 
@@ -80,17 +80,37 @@ def test_non_finite_loss_skips_the_step(shapes, tmp_path):
         torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
 
 
-def test_resume_continues_exactly(shapes, tmp_path):
-    full = run_training(tiny_options(shapes, tmp_path / "full", checkpoint_every=2))
+@pytest.mark.parametrize("config", ["yolact_tiny", "yolact_plus_tiny"])
+def test_resume_continues_exactly(shapes, tmp_path, config):
+    full = run_training(tiny_options(shapes, tmp_path / "full", config=config, checkpoint_every=2))
     assert full.iteration == 4 and (tmp_path / "full" / "ckpt_2.pth").is_file()
     resumed = run_training(
-        tiny_options(shapes, tmp_path / "resumed", resume=tmp_path / "full" / "ckpt_2.pth")
+        tiny_options(shapes, tmp_path / "resumed", config=config, resume=tmp_path / "full" / "ckpt_2.pth")
     )
     assert resumed.iteration == 4
     uninterrupted, continued = logged_losses(tmp_path / "full"), logged_losses(tmp_path / "resumed")
     assert sorted(continued) == [3, 4]
     assert continued[3] == pytest.approx(uninterrupted[3], rel=1e-6, abs=1e-6)
     assert continued[4] == pytest.approx(uninterrupted[4], rel=1e-4, abs=1e-5)
+
+
+def test_mask_iou_loss_counts_from_its_start_iteration(shapes, tmp_path):
+    """Before ``maskiou_start_iter`` the mask-IoU loss is reported but gives the net no gradient; from then on
+    it trains the net."""
+    options = tiny_options(shapes, tmp_path, config="yolact_plus_tiny", batch_size=4,
+                           config_overrides=(("maskiou_start_iter", 1), ("discard_mask_area", 0)))
+    trainer = Trainer(options, DistContext())
+    images, targets = next(trainer.stream.batches(0))
+    head = list(trainer.model.maskiou_net.parameters())
+    # Predicting 0.5 for every mask (a fresh net may predict exactly the first targets, 0, and learn nothing).
+    final = [m for m in trainer.model.maskiou_net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    torch.nn.init.constant_(final.bias, 0.5)
+    torch.nn.init.zeros_(final.weight)
+    for iteration in (0, 1):
+        losses, _ = trainer.train_step(images, targets)
+        assert losses["maskiou"] > 0
+        gradient = sum(float(p.grad.abs().sum()) for p in head)
+        assert (gradient == 0) if iteration == 0 else (gradient > 0), (iteration, gradient)
 
 
 def _ddp_worker(rank: int, world_size: int, store: str, options: TrainOptions, result_dir: str) -> None:

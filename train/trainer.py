@@ -220,7 +220,8 @@ class Trainer:
         targets = [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             output = self.network(images)
-        losses = self.criterion(float_outputs(output), targets, self.model.maskiou_net)
+        maskiou_weight = float(self.iteration >= self.cfg.maskiou_start_iter)
+        losses = self.criterion(float_outputs(output), targets, self.model.maskiou_net, maskiou_weight)
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         finite = self.ctx.all_agree(bool(torch.isfinite(losses["total"]).item()), self.device)

@@ -118,6 +118,10 @@ class YolactConfig:
     maskiou_alpha: float = 25.0
     discard_mask_area: int = 25
     maskious_to_train: int = -1
+    # Iterations before the mask-IoU loss counts (0: from the first, as the authors, who start from ImageNet
+    # weights). From scratch the first masks overlap nothing, so every IoU target is 0; fitting those drives
+    # the net's final ReLU below zero for every input, and a dead ReLU never learns again.
+    maskiou_start_iter: int = 0
     # SSD augmentation strength: probability of the photometric distortion, largest zoom-out factor (1: none),
     # smallest side of a random crop as a fraction of the image's.
     photometric_p: float = 0.5
@@ -241,11 +245,12 @@ CONFIGS: dict[str, YolactConfig] = {
         # which would not fit their 48- and 32-pixel prototypes). DCN only in stage 5: on a CPU, torchvision's
         # deformable kernel takes 6x a plain 3x3 convolution's time forward and backward, so the stages at
         # higher resolution would multiply the step time.
+        # From scratch the mask-IoU loss waits until the masks overlap their objects (maskiou_start_iter).
         _plus(_resnet18_from_scratch("yolact_plus_small", size=192, channels=64, max_iter=5_000,
                                      lr_steps=(3_750, 4_600)), "yolact_plus_small", dcn_layers=(0, 0, 0, 2))
-        .replace(maskiou_channels=(8, 16, 32, 64)),
+        .replace(maskiou_channels=(8, 16, 32, 64), maskiou_start_iter=300),
         _plus(_resnet18_from_scratch("yolact_plus_tiny", size=128, channels=32, max_iter=200, lr_steps=(150,)),
-              "yolact_plus_tiny", dcn_layers=(0, 0, 0, 2)).replace(maskiou_channels=(8, 16, 32, 64)),
+              "yolact_plus_tiny", dcn_layers=(0, 0, 0, 2)).replace(maskiou_channels=(8, 16, 32, 64), maskiou_start_iter=100),
     )
 }
 

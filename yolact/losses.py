@@ -135,14 +135,16 @@ class MaskIoUSamples(NamedTuple):
 class YolactLoss(nn.Module):
     """YOLACT multi-task loss. ``forward(output, targets, maskiou_net)`` -> dict of scalar tensors ``box``,
     ``conf``, ``mask``, ``segm``, for YOLACT++ (``use_maskiou``) also ``maskiou``, and their sum ``total``.
-    ``output`` must come from a model in training mode; ``maskiou_net`` is its mask-IoU net (YOLACT++)."""
+    ``output`` must come from a model in training mode; ``maskiou_net`` is its mask-IoU net (YOLACT++), whose
+    loss counts ``maskiou_weight`` times in ``total`` (0 before ``cfg.maskiou_start_iter``; still reported)."""
 
     def __init__(self, cfg: YolactConfig):
         super().__init__()
         self.cfg = cfg
 
     def forward(
-        self, output: YolactOutput, targets: Sequence[dict], maskiou_net: MaskIoUNet | None = None
+        self, output: YolactOutput, targets: Sequence[dict], maskiou_net: MaskIoUNet | None = None,
+        maskiou_weight: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         if output.segm is None:
             raise ValueError("YolactLoss needs the semantic segmentation output of a model in training mode")
@@ -168,9 +170,11 @@ class YolactLoss(nn.Module):
             "mask": mask_loss / num_pos,
             "segm": self.semantic_segmentation_loss(output.segm, targets),
         }
+        total = sum(losses.values())
         if cfg.use_maskiou:
             losses["maskiou"] = self.mask_iou_loss(maskiou_net, maskiou_samples) / num_pos
-        losses["total"] = sum(losses.values())
+            total = total + losses["maskiou"] * maskiou_weight
+        losses["total"] = total
         return losses
 
     def box_loss(self, output: YolactOutput, matches: Matches, positive: torch.Tensor) -> torch.Tensor:

@@ -32,12 +32,15 @@ def choose_backend(model: Path) -> str:
 
 
 def open_backend(
-    model: str | Path, backend: str = "auto", device: str | None = None, precision: str | None = None, threads: int | None = None
+    model: str | Path, backend: str = "auto", device: str | None = None, precision: str | None = None, threads: int | None = None,
+    timeout_s: float | None = None,
 ) -> Backend:
-    """Load ``model`` on ``backend`` (a ``grpc://`` or ``http://`` URL: the model on that Triton server);
-    every bad option or file ends in a one-line ModelError."""
+    """Load ``model`` on ``backend`` (a ``grpc://`` or ``http://`` URL: the model on that Triton server, whose
+    answers are awaited ``timeout_s``); every bad option or file ends in a one-line ModelError."""
     if is_server_url(model):
-        return open_server_model(str(model), backend, device, precision, threads)
+        return open_server_model(str(model), backend, device, precision, threads, timeout_s)
+    if timeout_s is not None:
+        raise ModelError(f"{model}: a timeout is an option of a server's clients (grpc:// or http://), not of a model file")
     model = Path(model)
     if backend != "auto" and backend not in BACKENDS:
         raise ModelError(f"backend {backend!r}: unknown (choose auto, {', '.join(BACKENDS)})")

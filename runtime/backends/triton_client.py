@@ -34,14 +34,18 @@ def is_server_url(model: object) -> bool:
     return isinstance(model, str) and urlsplit(model).scheme in SCHEMES
 
 
-def open_server_model(url: str, backend: str, device: str | None, precision: str | None, threads: int | None) -> "TritonClientBackend":
-    """The client for ``url``; device, precision and threads belong to the server, not to its clients."""
+def open_server_model(url: str, backend: str, device: str | None, precision: str | None, threads: int | None,
+                      timeout_s: float | None = None) -> "TritonClientBackend":
+    """The client for ``url`` (answers awaited ``timeout_s``, default ``DEFAULT_TIMEOUT_S``); device, precision
+    and threads belong to the server, not to its clients."""
     if backend not in ("auto", TritonClientBackend.name):
         raise ModelError(f"{url}: a model on a server runs on backend {TritonClientBackend.name}, not {backend}")
     local = [option for option, value in (("device", device), ("precision", precision), ("threads", threads)) if value is not None]
     if local:
         raise ModelError(f"{url}: {local[0]} is an option of the server (python -m runtime.serve --{local[0]}), not of its clients")
-    return TritonClientBackend(url)
+    if timeout_s is not None and not timeout_s > 0:
+        raise ModelError(f"{url}: timeout {timeout_s!r} s: must be positive")
+    return TritonClientBackend(url, DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
 
 
 def one_line_server_error(message: str) -> str:

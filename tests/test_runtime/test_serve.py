@@ -232,6 +232,20 @@ def test_client_errors_are_one_line(server, onnx_model):
         assert "\n" not in str(error.value) and str(error.value).startswith(url)
     with pytest.raises(runtime.ModelError, match="an option of the server"):
         runtime.Segmenter(server.url("grpc"), threads=2)
+    with pytest.raises(runtime.ModelError, match="timeout 0 s: must be positive"):
+        runtime.Segmenter(server.url("grpc"), timeout_s=0)
+    with pytest.raises(runtime.ModelError, match="a timeout is an option of a server's clients"):
+        runtime.Segmenter(onnx_model, timeout_s=5)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_client_timeout_is_reported_in_one_line_and_the_server_keeps_serving(server, local, sized_images, protocol):
+    """A client that waits less than the server needs gives up in one line; the server answers the next one."""
+    with pytest.raises(runtime.ModelError) as error:
+        with runtime.Segmenter(server.url(protocol), timeout_s=1e-4) as impatient:
+            impatient([sized_images[0]])
+    assert "\n" not in str(error.value) and str(error.value).startswith(server.url(protocol))
+    assert_good_request_served(server, local, sized_images)
 
 
 def test_foreign_model_on_a_triton_server_is_refused(tmp_path):
