@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 import runtime
-from command_line import OneLineParser
+from command_line import OneLineParser, image_size
 from export.calibration import calibration_files
 from export.onnx_export import export_onnx
 from yolact.data import ensure_shapes_dataset
@@ -139,10 +139,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    try:
-        height, width = (int(v) for v in args.image_size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--image-size {args.image_size!r}: expected HxW, e.g. 480x640")
+    height, width = image_size(parser, args.image_size)
     if openvino_cmake_dir() is None:
         parser.error("openvino: not installed with its C++ SDK (pip install openvino)")
     started = datetime.datetime.now(datetime.timezone.utc)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torchvision.ops import deform_conv2d
 from tqdm import tqdm
 
-from command_line import OneLineParser, positive_int
+from command_line import OneLineParser, image_size, positive_int
 from yolact.config import CONFIGS, get_config
 from yolact.deform_conv import ModulatedDeformConv2d
 from yolact.fileio import write_text_atomic
@@ -109,15 +108,14 @@ def median_ms(run, warmup: int, iters: int) -> tuple[float, np.ndarray]:
     return round(float(np.median(times)), 3), np.asarray(out)
 
 
-def time_layer(module, x, offset, mask, threads: int, warmup: int, iters: int, scratch: Path) -> dict:
+def time_layer(module, x, offset, mask, threads: int, warmup: int, iters: int) -> dict:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     feeds = {"x": x.numpy(), "offset": offset.numpy(), "mask": mask.numpy()}
     deform = ort.InferenceSession(deform_conv_node(module, False).SerializeToString(), options, providers=["CPUExecutionProvider"])
     plain = ort.InferenceSession(deform_conv_node(module, True).SerializeToString(), options, providers=["CPUExecutionProvider"])
     ir = ov.convert_model(TorchvisionCall(module).eval(), example_input=(x, offset, mask))
-    ov.save_model(ir, scratch / "layer.xml")
-    compiled = ov.Core().compile_model(scratch / "layer.xml", "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    compiled = ov.Core().compile_model(ir, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     with torch.no_grad():
         runs = {
@@ -167,16 +165,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not any(get_config(args.config).dcn_layers):
         parser.error(f"--config {args.config}: it has no deformable convolutions")
-    try:
-        height, width = (int(v) for v in args.image_size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--image-size {args.image_size!r}: expected HxW, e.g. 480x640")
+    height, width = image_size(parser, args.image_size)
     set_threads(args.threads)
     started = datetime.datetime.now(datetime.timezone.utc)
     layers = []
-    with tempfile.TemporaryDirectory(prefix="yolact-deform-") as scratch:
-        for name, module, x, offset, mask in tqdm(layer_inputs(args.config, (height, width)), desc="layers", unit="layer"):
-            layers.append({"name": name, **time_layer(module, x, offset, mask, args.threads, args.warmup, args.iters, Path(scratch))})
+    for name, module, x, offset, mask in tqdm(layer_inputs(args.config, (height, width)), desc="layers", unit="layer"):
+        layers.append({"name": name, **time_layer(module, x, offset, mask, args.threads, args.warmup, args.iters)})
     machine = {**machine_details(), "threads": args.threads}
     report = {
         "what": "each deformable convolution alone (the DeformConv kernel on given offsets and mask; the offset convolution not included)",

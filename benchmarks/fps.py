@@ -32,7 +32,7 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
-from command_line import OneLineParser
+from command_line import OneLineParser, image_size
 from export.calibration import calibration_files
 from export.onnx_export import INPUT_NAME, OUTPUT_NAMES
 from export.quantize import final_convolutions
@@ -95,33 +95,27 @@ class PostProcessingTimer:
         return times
 
 
-class OperatorShares:
-    """onnxruntime's profile of the whole graph: each operator type's share of the kernel time, summed over
-    every node of that type and over the profiled runs."""
-
-    def __init__(self, graph: Path, threads: int | None):
-        self.graph, self.threads = graph, threads
-
-    def shares(self, images: np.ndarray, runs: int) -> dict[str, float]:
-        # A session profiles once (end_profiling ends it): one per call.
-        options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        options.enable_profiling = True
-        options.profile_file_prefix = str(self.graph.parent / "operator_profile")
-        session = ort.InferenceSession(str(self.graph), options, providers=["CPUExecutionProvider"])
-        for _ in range(runs):
-            session.run(None, {INPUT_NAME: images})
-        profile = Path(session.end_profiling())
-        events = json.loads(profile.read_text())
-        profile.unlink()
-        micros: dict[str, float] = {}
-        for event in events:
-            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-                op = event["args"]["op_name"]
-                micros[op] = micros.get(op, 0.0) + event["dur"]
-        total = sum(micros.values())
-        return {op: round(us / total, 4) for op, us in sorted(micros.items(), key=lambda item: -item[1])}
+def operator_shares(graph: Path, threads: int | None, images: np.ndarray, runs: int) -> dict[str, float]:
+    """onnxruntime's profile of ``runs`` runs of the whole graph: each operator type's share of the kernel
+    time, summed over every node of that type (largest first)."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.enable_profiling = True
+    options.profile_file_prefix = str(graph.parent / "operator_profile")
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        session.run(None, {INPUT_NAME: images})
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
+    micros: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            micros[op] = micros.get(op, 0.0) + event["dur"]
+    total = sum(micros.values())
+    return {op: round(us / total, 4) for op, us in sorted(micros.items(), key=lambda item: -item[1])}
 
 
 def peak_rss_mib() -> float:
@@ -145,7 +139,6 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
     graphs = GraphFiles(args.graphs, args.config)
     variant = open_variant(spec, lambda: load_or_recipe(args.config, args.weights, args.device), graphs, args.device, args.threads)
     post_processing = PostProcessingTimer(args.graphs, args.threads) if spec.name == "onnxruntime_fp32" else None
-    operators = OperatorShares(graphs.of(spec), args.threads) if spec.name == "onnxruntime_fp32" else None
     encoded = encoded_images(args.images, args.height, args.width)
     rows = []
     for batch in args.batch:
@@ -172,8 +165,8 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
                "executed_on": variant.executed_on, "batch": batch, "samples_ms": stage_times, "detections": detections}
         if post_processing is not None:
             row["post_processing_ms"] = post_processing.times_ms(images, args.warmup, args.iters)
-        if operators is not None:
-            row["operator_time_share"] = operators.shares(images, args.iters)
+        if spec.name == "onnxruntime_fp32":
+            row["operator_time_share"] = operator_shares(graphs.of(spec), args.threads, images, args.iters)
         rows.append(row)
     peak = {"peak_rss_mib": peak_rss_mib()}
     if args.device.startswith("cuda"):
@@ -288,10 +281,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--worker", choices=sorted(SPECS), help=argparse.SUPPRESS)
     parser.add_argument("--graphs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    try:
-        args.height, args.width = (int(v) for v in args.image_size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--image-size {args.image_size!r}: expected HxW, e.g. 480x640")
+    args.height, args.width = image_size(parser, args.image_size)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is available")
     if args.weights is not None and not args.weights.is_file():

@@ -79,11 +79,10 @@ def targets(report: dict, batch: int, baseline: dict, parity: dict | None) -> li
     rows = [r for r in report["results"] if r["batch"] == batch and r["variant"] != BASELINE]
     parity_on = "" if parity is None or parity["config"] == report["config"] else f" (on {parity['config']}, trained)"
     base_ms = baseline["ms"]["total"]["median"]
-    exact = [r for r in rows if r["precision"] == EXACT and r["backend"] != "pytorch"]
     reduced = [r for r in rows if r["precision"] != EXACT]
     out = []
-    if exact:
-        best = min(exact, key=lambda r: r["ms"]["total"]["median"])
+    best = fastest(report, int8=False)
+    if best:
         out.append(f"- Best exact (FP32) path: {best['variant']}, {base_ms / best['ms']['total']['median']:.2f}x PyTorch eager `predict`.")
     if reduced:
         best = min(reduced, key=lambda r: r["ms"]["total"]["median"])

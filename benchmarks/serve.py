@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 import runtime
-from command_line import OneLineParser, non_negative_int, positive_float, positive_int
+from command_line import OneLineParser, image_size, non_negative_int, positive_float, positive_int
 from runtime.serve import ServerProcess
 from yolact.fileio import write_text_atomic
 
@@ -258,10 +258,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--images", type=positive_int, default=4, help="distinct images rotated through the requests")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    try:
-        args.height, args.width = (int(v) for v in args.image_size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--image-size {args.image_size!r}: expected HxW, e.g. 480x640")
+    args.height, args.width = image_size(parser, args.image_size)
     return args
 
 

@@ -37,3 +37,12 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
     return value
+
+
+def image_size(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. 480x640) as (height, width); otherwise the parser's one-line error on ``--image-size``."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        parser.error(f"--image-size {text!r}: expected HxW, e.g. 480x640")
+    return height, width
