@@ -138,7 +138,9 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
     spec = SPECS[args.worker]
     graphs = GraphFiles(args.graphs, args.config)
     variant = open_variant(spec, lambda: load_or_recipe(args.config, args.weights, args.device), graphs, args.device, args.threads)
-    post_processing = PostProcessingTimer(args.graphs, args.threads) if spec.name == "onnxruntime_fp32" else None
+    # Both figures come from CPU sessions: on a GPU run they would time the CPU beside it, not the variant.
+    profiled = spec.name == "onnxruntime_fp32" and not args.device.startswith("cuda")
+    post_processing = PostProcessingTimer(args.graphs, args.threads) if profiled else None
     encoded = encoded_images(args.images, args.height, args.width)
     rows = []
     for batch in args.batch:
@@ -165,7 +167,7 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
                "executed_on": variant.executed_on, "batch": batch, "samples_ms": stage_times, "detections": detections}
         if post_processing is not None:
             row["post_processing_ms"] = post_processing.times_ms(images, args.warmup, args.iters)
-        if spec.name == "onnxruntime_fp32":
+        if profiled:
             row["operator_time_share"] = operator_shares(graphs.of(spec), args.threads, images, args.iters)
         rows.append(row)
     peak = {"peak_rss_mib": peak_rss_mib()}

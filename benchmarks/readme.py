@@ -238,8 +238,20 @@ def serve_section(name: str, report: dict) -> list[str]:
     ]
 
 
+def matching_parity(report: dict, machine: str, parity: dict[str, tuple[str, dict]]) -> dict | None:
+    """The parity run that speaks for an fps report: same config, else same model family (speed runs on
+    recipe weights, accuracy needs a trained model: YOLACT++'s on a trained YOLACT++); same machine first."""
+    family = get_config(report["config"]).model_family
+    runs = sorted(parity.values(), key=lambda found: machine_of(found[0], "parity") != machine)
+    for wanted in (lambda r: r["config"] == report["config"], lambda r: get_config(r["config"]).model_family == family):
+        found = next((r for _, r in runs if wanted(r)), None)
+        if found:
+            return found
+    return None
+
+
 def generate() -> str:
-    parity = newest("parity_*.json", lambda r, p: r["config"])
+    parity = newest("parity_*.json", lambda r, p: f"{r['config']} {machine_of(p.name, 'parity')}")
     lines = [BEGIN, ""]
     training = newest("train_2*.json", lambda r, p: "default" if r["command"] == "python -m train" else r["options"]["config"])
     if "default" in training:
@@ -251,10 +263,7 @@ def generate() -> str:
     for name, report in reports:
         # Speed runs on recipe weights; accuracy needs a trained model, so parity may be another config's
         # (of the same family: YOLACT++'s on a trained YOLACT++).
-        family = get_config(report["config"]).model_family
-        same_config = parity.get(report["config"]) or next(
-            (found for found in parity.values() if get_config(found[1]["config"]).model_family == family), (None, None))
-        lines += fps_section(name, report, same_config[1])
+        lines += fps_section(name, report, matching_parity(report, machine_of(name), parity))
         base = next(((n, r) for n, r in reports if r["config"] == "yolact_base" and machine_of(n) == machine_of(name)), None)
         if report["config"] == "yolact_plus_base" and base:
             lines += yolact_plus_speed_section((name, report), base)

@@ -12,20 +12,46 @@ import torch
 
 from authors_fixture import assert_close, load_fixture, match_detections, recipe_state_dict
 from export.__main__ import main
-from export.onnx_export import OUTPUT_NAMES, read_metadata, run_onnxruntime
+from export.onnx_export import OUTPUT_NAMES, read_metadata
 from export.trt_check import check_model
 from yolact import BatchResult, to_image
 
 
+def _onnxruntime_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def graph(tmp_path_factory):
     fixture = load_fixture("yolact_plus_resnet50")
     folder = tmp_path_factory.mktemp("plus")
     weights = folder / "yolact_plus_resnet50_54_800000.pth"  # a bare state dict, as the authors release them
     torch.save(recipe_state_dict(fixture.meta), weights)
     assert main(["--weights", str(weights), "--out", str(folder / "plus.onnx")]) == 0  # config from the name
-    outputs = dict(zip(OUTPUT_NAMES, run_onnxruntime(folder / "plus.onnx", fixture["image_bgr"][None])))
-    return fixture, folder / "plus.onnx", outputs
+    return fixture, folder / "plus.onnx"
+
+
+CUDA = pytest.mark.skipif(not _onnxruntime_has_cuda(), reason="this onnxruntime has no CUDA provider (onnxruntime-gpu)")
+
+
+# Measured on an H200 (onnxruntime-gpu 1.31.1, CUDA 13, use_tf32 off; benchmarks/gpu_checks.sh): the same 100
+# detections and boxes, but scores up to 1.45e-3 and mask scores up to 9.3e-5 from the authors' (the CPU provider:
+# within 2e-5). Cause not established; at the AP level the CUDA provider equals PyTorch (benchmarks.parity).
+CUDA_SCORES = pytest.mark.xfail(reason="onnxruntime's CUDA provider: scores within 1.45e-3 of the authors', not 2e-5")
+
+
+@pytest.fixture(scope="module", params=["cpu", pytest.param("cuda", marks=[CUDA, CUDA_SCORES])])
+def exported(request, graph):
+    """The graph's outputs on the fixture's image, on onnxruntime's CPU provider or its CUDA one (its
+    DeformConv CUDA kernel; strict FP32, no TF32)."""
+    from runtime import Segmenter
+
+    fixture, path = graph
+    segmenter = Segmenter(path, backend="onnxruntime", device=request.param, precision="fp32", score_threshold=0.0)
+    outputs = segmenter.infer(fixture["image_bgr"][None])._asdict()
+    return fixture, path, outputs
 
 
 def test_graph_is_standard_onnx_with_deform_conv_at_opset_19(exported):

@@ -11,6 +11,9 @@ import torch
 from .config import YolactConfig
 
 
+# torch.compile cannot trace the cached NumPy array ("Expected np.nditer base"): the priors are made eagerly,
+# outside the compiled graph (one graph break; they depend on the feature map sizes alone).
+@torch.compiler.disable
 def make_priors(cfg: YolactConfig, level_sizes: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """Priors for feature maps of the given (height, width) per FPN level, [P, 4] center-size float32.
 

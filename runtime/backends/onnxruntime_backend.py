@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -52,7 +54,9 @@ def provider_order(device: str, precision: str | None, available: list[str]) -> 
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(engine_cache_folder()),
         }
-        wanted = [(TENSORRT_EP, tensorrt_options), (CUDA_EP, gpu_options)]
+        # The CUDA provider rounds convolutions to TF32 on Ampere and later unless told not to.
+        cuda_options = {**gpu_options, "use_tf32": 0} if precision == "fp32" else gpu_options
+        wanted = [(TENSORRT_EP, tensorrt_options), (CUDA_EP, cuda_options)]
         if device == "auto":
             wanted.append((OPENVINO_EP, {"device_type": "CPU", "precision": "FP32"}))
         elif not any(name in available for name, _ in wanted):
@@ -63,6 +67,21 @@ def provider_order(device: str, precision: str | None, available: list[str]) -> 
     else:
         raise ModelError(f"device {device!r}: onnxruntime takes {DEVICES}")
     return [(name, options) for name, options in wanted if name in available]
+
+
+def tensorrt_loadable() -> bool:
+    """Whether TensorRT 10's runtime can load here. onnxruntime-gpu lists its TensorRT provider whether or not
+    TensorRT is installed, and a session asked for it without TensorRT prints a page of errors before falling
+    back to CUDA (seen on an H200 with onnxruntime-gpu 1.31)."""
+    if importlib.util.find_spec("tensorrt_libs") or importlib.util.find_spec("tensorrt"):
+        return True
+    for library in ("libnvinfer.so.10", "nvinfer_10.dll"):
+        try:
+            ctypes.CDLL(library)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def unsupported_by_this_version(message: str) -> str | None:
@@ -80,13 +99,19 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, model: Path, device: str | None, precision: str | None, threads: int | None):
         ort = import_library("onnxruntime", self.name, "pip install onnxruntime, or onnxruntime-gpu for CUDA")
-        providers = provider_order(device or "auto", precision, ort.get_available_providers())
+        available = [name for name in ort.get_available_providers() if name != TENSORRT_EP or tensorrt_loadable()]
+        providers = provider_order(device or "auto", precision, available)
         runs_fp16 = any(name == TENSORRT_EP for name, _ in providers) and precision != "fp32"
         if precision not in (None, "fp32") and not (precision == "fp16" and runs_fp16):
             raise ModelError(
                 f"precision {precision}: onnxruntime runs the graph in fp32 here (fp16 needs its TensorRT provider); "
                 "use backend openvino for fp16/bf16 on a CPU"
             )
+        gpu_providers = {TENSORRT_EP, CUDA_EP} & {name for name, _ in providers}
+        if gpu_providers and hasattr(ort, "preload_dlls"):
+            # CUDA and cuDNN from their pip packages (onnxruntime-gpu[cuda,cudnn], or PyTorch's); without them the
+            # providers fail to load and onnxruntime silently runs on the CPU.
+            ort.preload_dlls()
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
@@ -100,6 +125,11 @@ class OnnxRuntimeBackend(Backend):
                     f"onnxruntime >= {MIN_ONNXRUNTIME} (YOLACT++: DeformConv): pip install --upgrade onnxruntime"
                 ) from None
             raise ModelError(f"{model}: onnxruntime cannot load it: {one_line(exc)}") from None
+        if (device or "auto").startswith("cuda") and not gpu_providers & set(self.session.get_providers()):
+            raise ModelError(
+                f"device {device}: onnxruntime's CUDA provider did not start (the CUDA and cuDNN libraries it was built for were not found: "
+                "pip install onnxruntime-gpu[cuda,cudnn])"
+            )
         self.model = model
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.executed_on = ", ".join(self.session.get_providers())
