@@ -115,6 +115,10 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        # Idle intra-op threads otherwise spin for work and hold the cores that everything beside the graph
+        # needs (the paste, a server's request handling, its clients, a second instance); waking them costs
+        # microseconds per node against convolutions of milliseconds.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(model), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own pybind types for a bad or foreign file
