@@ -25,6 +25,7 @@ from yolact import Yolact
 
 from .calibration import calibration_batches
 from .onnx_export import INPUT_NAME, OUTPUT_NAMES, ExportError, ExportModule, example_images, model_metadata
+from .quantize import MASK_IOU_HEAD
 
 METADATA_SECTION = "framework"
 # What NNCF quantizes by default besides convolutions (MatMul, the element-wise ops, interpolation...) also
@@ -124,12 +125,13 @@ def _openvino_version() -> str:
 
 
 def network_op_names(ov_model) -> set[str]:
-    """Names of the ops from the first convolution to the final ones (those with no convolution
-    downstream): every op downstream of the first and upstream of a final one, both included."""
+    """Names of the ops from the first convolution to the final ones (those with no convolution downstream
+    but the mask-IoU head's): every op downstream of the first and upstream of a final one, both included."""
     ops = ov_model.get_ordered_ops()  # topological order
     consumers = {op.get_friendly_name(): [t.get_node().get_friendly_name() for out in op.outputs() for t in out.get_target_inputs()]
                  for op in ops}
-    is_conv = {op.get_friendly_name(): op.get_type_name() == NETWORK_END for op in ops}
+    is_conv = {op.get_friendly_name(): op.get_type_name() == NETWORK_END and MASK_IOU_HEAD not in op.get_friendly_name()
+               for op in ops}
     feeds_conv: dict[str, bool] = {}
     for op in reversed(ops):
         name = op.get_friendly_name()
@@ -143,15 +145,10 @@ def network_op_names(ov_model) -> set[str]:
     return {name for name in after_first if name in final or feeds_conv[name]}
 
 
-# YOLACT++'s deformable convolutions stay FP32, as in the onnxruntime recipe (it has no INT8 DeformConv): an
-# INT8 DCN moved the trained yolact_plus_small's mask AP by -2.3 points in parity.
-FP32_OPS = ["DeformableConvolution"]
-
-
 def quantize_openvino(model: Yolact, out: str | os.PathLike, files: list[Path], static_input: bool = False) -> Path:
     """NNCF post-training INT8 of the IR of ``model``, calibrated on ``files`` (one image per batch, at its
-    own size) and written to ``out``: the network, from the first convolution to the final ones, INT8 but for
-    its deformable convolutions; the preprocessing before it and the post-processing after it stay FP32."""
+    own size) and written to ``out``: the network, from the first convolution to the final ones, INT8;
+    the preprocessing before it and the post-processing after it stay FP32."""
     import nncf
 
     converted = convert_to_openvino(model, static_input)
@@ -162,7 +159,7 @@ def quantize_openvino(model: Yolact, out: str | os.PathLike, files: list[Path], 
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         quantized = nncf.quantize(converted, dataset, subset_size=len(files),
-                                  ignored_scope=nncf.IgnoredScope(names=outside, types=FP32_OPS, validate=False))
+                                  ignored_scope=nncf.IgnoredScope(names=outside, validate=False))
     exporter = f"NNCF {nncf.__version__} post-training INT8 of openvino.convert_model (OpenVINO {_openvino_version()})"
     metadata = model_metadata(model, exporter, static_input)
     metadata["yolact.precision"] = (f"int8 (NNCF, the network from first to final convolution; NNCF default calibration on "

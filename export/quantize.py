@@ -43,10 +43,14 @@ def _upstream_of(nodes: list, consumers: dict[str, list[int]], targets: list[boo
     return upstream
 
 
+# YOLACT++'s mask-IoU head reads the assembled masks: post-processing, not the network, though its convolutions
+# are the graph's last. Both exporters keep the module path in the names (of the ONNX weight, of the OpenVINO op).
+MASK_IOU_HEAD = "maskiou_net."
+
+
 def _is_mask_iou_head(node) -> bool:
-    """A convolution of YOLACT++'s mask-IoU head, known by its weight's name (the module path), which reads
-    the assembled masks: post-processing, not the network."""
-    return len(node.input) > 1 and "maskiou_net." in node.input[1]
+    """A convolution of YOLACT++'s mask-IoU head, known by its weight's name."""
+    return len(node.input) > 1 and MASK_IOU_HEAD in node.input[1]
 
 
 def _final_convolution_flags(nodes: list, consumers: dict[str, list[int]]) -> list[bool]:
