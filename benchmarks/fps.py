@@ -254,14 +254,44 @@ def operator_lines(report: dict, shown: int = 5) -> list[str]:
 
 
 def skipped_line(report: dict) -> list[str]:
-    if not report["skipped"]:
-        return []
-    return ["", "Not run: " + "; ".join(f"{name} ({why})" for name, why in report["skipped"].items()) + "."]
+    lines = []
+    if report["skipped"]:
+        lines += ["", "Not run: " + "; ".join(f"{name} ({why})" for name, why in report["skipped"].items()) + "."]
+    if report.get("unfinished"):
+        lines += ["", "Unfinished (the run stopped before these ran): " + ", ".join(report["unfinished"]) + "."]
+    return lines
 
 
 def markdown_table(report: dict) -> str:
     heading = f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]} images, {report['where']}"
     return "\n".join([heading, "", *table(report), *operator_lines(report), *skipped_line(report)]) + "\n"
+
+
+def write_report(args, started: datetime.datetime, samples: dict, skipped: dict, unfinished: list[str]) -> tuple[dict, Path]:
+    """The report of the runs so far (``unfinished``: variants with rounds still to run) as JSON, table and
+    chart, each written atomically; returns it and its path stem."""
+    machine = {**machine_details(), "threads": args.threads or torch.get_num_threads()}
+    results = [summarize(rounds) for key, rounds in samples.items() if key[0] not in skipped]
+    report = {
+        "what": "end to end from JPEG bytes: decode + upload, graph (network, in-graph post-processing), paste to the image",
+        "config": args.config,
+        "weights": str(args.weights) if args.weights else "authors' recipe weights (every detection slot filled)",
+        "image_hw": [args.height, args.width],
+        "device": args.device,
+        "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{cpu_description(machine)}, {machine['threads']} threads",
+        "machine": machine,
+        "int8_recipe": int8_recipe(args).record(),
+        "results": results,
+        "skipped": skipped,
+        "unfinished": unfinished,
+    }
+    tag = machine_tag(machine if args.device.startswith("cuda") else {**machine, "gpu": None})
+    stem = args.out_dir / f"fps_{tag}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text_atomic(stem.with_suffix(".md"), markdown_table(report))
+    if results:
+        fps_chart(report, stem.with_suffix(".png"))
+    return report, stem
 
 
 def parse_args(argv) -> argparse.Namespace:
@@ -313,39 +343,24 @@ def main(argv=None) -> int:
         # Rounds take turns through the variants, so that a slow spell of a shared machine falls on all of them.
         per_round = -(-args.iters // args.rounds)
         samples: dict[tuple[str, int], list[dict]] = {}
-        with tqdm(total=args.rounds * len(runnable), desc="fps", unit="run") as progress:
-            for _ in range(args.rounds):
-                for name in runnable:
-                    if name not in skipped:
-                        rows, failure = run_worker(args, name, graphs, per_round)
-                        if failure:
-                            skipped[name] = failure
-                        for row in rows:
-                            samples.setdefault((name, row["batch"]), []).append(row)
-                    progress.update()
-        results = [summarize(rounds) for key, rounds in samples.items() if key[0] not in skipped]
-        for r in results:
-            print(f"{r['variant']} batch {r['batch']}: {r['ms']['total']['median']:.1f} ms, {r['images_per_s']:.2f} images/s, "
-                  f"{r['detections_per_image']:g} detections/image")
-    machine = {**machine_details(), "threads": args.threads or torch.get_num_threads()}
-    report = {
-        "what": "end to end from JPEG bytes: decode + upload, graph (network, in-graph post-processing), paste to the image",
-        "config": args.config,
-        "weights": str(args.weights) if args.weights else "authors' recipe weights (every detection slot filled)",
-        "image_hw": [args.height, args.width],
-        "device": args.device,
-        "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{cpu_description(machine)}, {machine['threads']} threads",
-        "machine": machine,
-        "int8_recipe": int8_recipe(args).record(),
-        "results": results,
-        "skipped": skipped,
-    }
-    tag = machine_tag(machine if args.device.startswith("cuda") else {**machine, "gpu": None})
-    stem = args.out_dir / f"fps_{tag}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), markdown_table(report))
-    if results:
-        fps_chart(report, stem.with_suffix(".png"))
+        runs = [name for _ in range(args.rounds) for name in runnable]
+        with tqdm(total=len(runs), desc="fps", unit="run") as progress:
+            for done, name in enumerate(runs, start=1):
+                if name not in skipped:
+                    rows, failure = run_worker(args, name, graphs, per_round)
+                    if failure:
+                        skipped[name] = failure
+                    for row in rows:
+                        samples.setdefault((name, row["batch"]), []).append(row)
+                if samples and done < len(runs):
+                    # A run stopped part-way (a lease's time limit) keeps what it measured.
+                    write_report(args, started, samples, skipped, unfinished=sorted(set(runs[done:])))
+                progress.update()
+        report, stem = write_report(args, started, samples, skipped, unfinished=[])
+    for r in report["results"]:
+        print(f"{r['variant']} batch {r['batch']}: {r['ms']['total']['median']:.1f} ms, {r['images_per_s']:.2f} images/s, "
+              f"{r['detections_per_image']:g} detections/image")
+    results = report["results"]
     print(markdown_table(report))
     print(f"wrote {stem}.json, .md and .png")
     return 0 if results else 1
