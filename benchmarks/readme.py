@@ -22,6 +22,7 @@ from .fps import operator_lines
 from .fps import skipped_line as fps_skipped_line
 from .fps import table as fps_table
 from .machine import cpu_description
+from .mask_rescoring import markdown as mask_rescoring_markdown
 from .parity import table as parity_table
 from .serve import markdown as serve_markdown
 
@@ -169,15 +170,31 @@ def yolact_plus_training_section(runs: list[tuple[str, dict]], default: tuple[st
     return lines + [""]
 
 
+def mask_rescoring_section(name: str, report: dict) -> list[str]:
+    return [f"**Why re-scoring helps or not** (`python -m benchmarks.mask_rescoring`, `{name}`, scatter plot in "
+            f"`{Path(name).stem}.png`): how well the mask-IoU head's predicted IoU, the box score and their product "
+            "follow each mask's actual IoU.", "", *mask_rescoring_markdown(report).splitlines(), ""]
+
+
 def budget_context(run: dict, default: dict) -> str:
     """What the run's time bought against the default run's: iterations of its config's schedule and seconds
     per iteration, on which machine and precision (a run cut short on a slower machine says so)."""
     config = get_config(run["options"]["config"])
     pace = run["train_seconds"] / max(1, run["iterations"])
     default_pace = default["train_seconds"] / max(1, default["iterations"])
+    nearest = min(default["evaluations"], key=lambda e: abs(e["iteration"] - run["iterations"]), default=None)
+    undecayed = nearest is not None and nearest["iteration"] < get_config(default["options"]["config"]).lr_steps[0]
+    at_same_length = "" if nearest is None else (
+        f" At its evaluation nearest {run['iterations']} iterations ({nearest['iteration']}"
+        f"{', learning rate not yet decayed' if undecayed else ''}) "
+        f"the default run's mask AP was {nearest['mask/AP']:.3f}.")
+    slower = (f" Each of its iterations cost {pace / default_pace:.1f}x the default's, most of the difference being the "
+              "backward of its deformable convolution (torchvision's CPU kernel; see the YOLACT++ config notes)."
+              if pace > default_pace else "")
     return (f"It ran {run['iterations']} iterations ({100 * run['iterations'] / config.max_iter:.0f}% of {config.name}'s "
             f"{config.max_iter}) at {pace:.2f} s each on {cpu_description(run['machine'])} ({run['precision']}); the default run "
-            f"ran {default['iterations']} at {default_pace:.2f} s each on {cpu_description(default['machine'])} ({default['precision']}).")
+            f"ran {default['iterations']} at {default_pace:.2f} s each on {cpu_description(default['machine'])} ({default['precision']})."
+            + at_same_length + slower)
 
 
 def fastest(report: dict, int8: bool) -> dict | None:
@@ -259,6 +276,8 @@ def generate() -> str:
     plus_runs = [found for config, found in sorted(training.items()) if config.startswith("yolact_plus")]
     if plus_runs:
         lines += yolact_plus_training_section(plus_runs, training.get("default"))
+    for _, found in sorted(newest("mask_rescoring_*.json", lambda r, p: r["config"]).items()):
+        lines += mask_rescoring_section(*found)
     reports = fps_reports()
     for name, report in reports:
         # Speed runs on recipe weights; accuracy needs a trained model, so parity may be another config's

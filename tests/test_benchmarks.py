@@ -184,3 +184,32 @@ def test_compiled_pytorch_variant_equals_eager():
         assert torch.equal(result.classes, expected.classes)
         torch.testing.assert_close(result.boxes, expected.boxes, atol=1e-5, rtol=0)
         torch.testing.assert_close(result.masks, expected.masks, atol=1e-4, rtol=0)
+
+
+def test_mask_rescoring_scores_every_detection_against_its_ground_truth(tmp_path):
+    """Every detection above the score floor is counted once, with the correlations of the three rankings
+    with its actual IoU, a scatter plot, and a one-line refusal for a model without a mask-IoU head."""
+    from yolact import get_config
+    from yolact.checkpoint import load_model, save_weights
+    from yolact.data import ensure_shapes_dataset
+    from yolact.inference import predict
+    from yolact.recipe import recipe_model
+
+    shapes = ensure_shapes_dataset(tmp_path / "shapes", num_train=1, num_val=2)
+    weights = tmp_path / "yolact_plus_tiny.pth"
+    save_weights(recipe_model(get_config("yolact_plus_tiny")), weights)
+    result = run("-m", "benchmarks.mask_rescoring", "--weights", str(weights), "--images", str(shapes.val_images),
+                 "--annotations", str(shapes.val_annotations), "--out-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(only(tmp_path, "mask_rescoring_*_yolact_plus_tiny_*.json").read_text())
+    model = load_model(weights)
+    expected = sum(len(predict(model, [cv2.imread(str(p))])[0].above(0.05)) for p in sorted(shapes.val_images.iterdir()))
+    summary = report["summary"]
+    assert summary["detections"] == expected > 0
+    assert all(-1 <= c <= 1 for c in summary["corr_actual_iou_with"].values())
+    assert 0 <= summary["predicted_iou_zero_share"] <= 1
+    assert only(tmp_path, "mask_rescoring_*.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    v1 = tmp_path / "yolact_tiny.pth"
+    save_weights(recipe_model(get_config("yolact_tiny")), v1)
+    refused = run("-m", "benchmarks.mask_rescoring", "--weights", str(v1), "--out-dir", str(tmp_path / "none"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "mask-IoU head" in refused.stderr

@@ -20,8 +20,8 @@ def eight_images(tmp_path_factory):
     return ensure_shapes_dataset(tmp_path_factory.mktemp("learn") / "shapes", num_train=8, num_val=1)
 
 
-def train_briefly(config: str, shapes, out):
-    """250 iterations of batch 8 on the images, scored on the same images (this proves learning, not
+def train_briefly(config: str, shapes, out, iters: int = 250):
+    """``iters`` iterations of batch 8 on the images, scored on the same images (this proves learning, not
     generalising), halfway and at the end."""
     return run_training(
         TrainOptions(
@@ -30,11 +30,11 @@ def train_briefly(config: str, shapes, out):
             train_annotations=shapes.train_annotations,
             val_images=shapes.train_images,
             val_annotations=shapes.train_annotations,
-            iters=250,
+            iters=iters,
             batch_size=8,
             lr=2e-3,
             workers=0,
-            eval_every=125,
+            eval_every=iters // 2,
             out=out,
             progress=False,
         )
@@ -58,10 +58,10 @@ def test_tiny_yolact_plus_config_learns_and_its_mask_iou_net_with_it(eight_image
     (a dead net, whose final ReLU gives 0 for every input, scores every mask 0 and its loss rises with the
     IoU targets)."""
     cfg = get_config("yolact_plus_tiny")
-    result = train_briefly(cfg.name, eight_images, tmp_path / "run")
-    # Nine anchors per cell learn slower than v1's three identical ones: 0.40 box AP here at 250 iterations,
-    # 0.46 at 400 (v1: 0.64 at 250).
-    assert result.metrics["box/AP"] >= 0.3, result.metrics
+    # Nine distinct anchors per cell learn slower than v1's three identical ones (0.36 box AP at 250
+    # iterations, v1 0.64), so it gets twice the steps: 0.54 box AP at 500 in bf16.
+    result = train_briefly(cfg.name, eight_images, tmp_path / "run", iters=500)
+    assert result.metrics["box/AP"] >= 0.5, result.metrics
     assert result.metrics["mask/AP"] > 0.05, result.metrics
     assert result.metrics["mask/AP"] >= 0.8 * result.metrics["mask_box_score/AP"], result.metrics
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

@@ -157,3 +157,23 @@ def test_loss_on_real_model_output_is_finite_and_differentiable():
     losses["total"].backward()
     assert model.prediction_layers[0].mask_layer.weight.grad.abs().sum() > 0
     assert model.semantic_seg_conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("before_relu", [False, True])
+def test_mask_iou_loss_revives_a_dead_class_only_before_the_relu(before_relu):
+    """A class whose mask-IoU output is below zero for every input gets no gradient through the final ReLU
+    (the authors' loss: its mask scores stay 0 for good); regressed before the ReLU it is pulled back up."""
+    from yolact.losses import MaskIoUSamples
+    from yolact.model import MaskIoUNet
+
+    cfg = get_config("yolact_plus_tiny", maskiou_loss_before_relu=before_relu)
+    torch.manual_seed(0)
+    net = MaskIoUNet(cfg.maskiou_channels, cfg.num_classes)
+    final = net.maskiou_net[-2]
+    with torch.no_grad():
+        final.bias[1] = -100.0  # class 1 is dead
+    samples = MaskIoUSamples(torch.rand(4, 1, 32, 32), torch.full((4,), 0.8), torch.tensor([1, 1, 0, 0]))
+    assert torch.all(net(samples.masks)[:, 1] == 0)
+    YolactLoss(cfg).mask_iou_loss(net, samples).backward()
+    assert (final.bias.grad[1] != 0) == before_relu
+    assert final.bias.grad[1] <= 0  # a step raises it towards the 0.8 targets

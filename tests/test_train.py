@@ -198,7 +198,11 @@ def test_set_changes_config_fields(shapes, tmp_path):
     assert load_model(result.out / "weights.pth").cfg.max_size == 96
 
 
-@pytest.mark.parametrize("value, culprit", [("nope=1", "'nope=1'"), ("max_size", "'max_size'"), ("class_names=[1]", "class_names")])
+@pytest.mark.parametrize("value, culprit", [
+    ("nope=1", "'nope=1'"), ("max_size", "'max_size'"), ("class_names=[1]", "class_names"),
+    ("dcn_layers=0,0,0,1", "dcn_layers takes a JSON list"), ("max_size=big", "max_size takes an integer"),
+    ("rescore_mask=1", "rescore_mask takes true or false"),
+])
 def test_set_rejects_unknown_fields_in_one_line(value, culprit):
     proc = run_cli("--set", value)
     assert proc.returncode == 2

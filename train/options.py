@@ -54,6 +54,19 @@ def _config_override(text: str) -> tuple[str, Any]:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
+    default = known[field].default
+    expected = type(default)
+    if isinstance(default, tuple):
+        fits = isinstance(value, list)
+    elif isinstance(default, float):
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        fits = type(value) is expected or default is None
+    if not fits:
+        example = {tuple: "a JSON list, e.g. [0,0,0,1]", int: "an integer", float: "a number", bool: "true or false"}.get(expected, "a string")
+        raise argparse.ArgumentTypeError(f"{text!r}: {field} takes {example}")
+    if isinstance(default, float):
+        value = float(value)
     return field, tuple(value) if isinstance(value, list) else value
 
 

@@ -249,7 +249,8 @@ class YolactLoss(nn.Module):
     def mask_iou_loss(self, maskiou_net: MaskIoUNet, samples: MaskIoUSamples) -> torch.Tensor:
         """Smooth-L1 between the IoU the net predicts for each sample's GT class and its actual IoU, summed,
         x ``maskiou_alpha`` (run even on no samples, so that every step uses the net's parameters)."""
-        predicted = maskiou_net(samples.masks).gather(1, samples.labels[:, None]).squeeze(1)
+        head = maskiou_net.before_relu if self.cfg.maskiou_loss_before_relu else maskiou_net
+        predicted = head(samples.masks).gather(1, samples.labels[:, None]).squeeze(1)
         return F.smooth_l1_loss(predicted, samples.iou, reduction="sum") * self.cfg.maskiou_alpha
 
     def semantic_segmentation_loss(self, segm: torch.Tensor, targets: Sequence[dict]) -> torch.Tensor:

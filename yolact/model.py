@@ -136,6 +136,11 @@ class MaskIoUNet(nn.Module):
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
         return self.maskiou_net(masks).amax(dim=(2, 3))
 
+    def before_relu(self, masks: torch.Tensor) -> torch.Tensor:
+        """The output without the final ReLU [N, num_classes] (``forward`` is its ReLU: the max-pool commutes
+        with it)."""
+        return self.maskiou_net[:-1](masks).amax(dim=(2, 3))
+
 
 class Yolact(nn.Module):
     """The YOLACT network (v1, and YOLACT++ when the config asks for deformable convolutions and
