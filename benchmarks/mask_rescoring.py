@@ -20,34 +20,33 @@ from pathlib import Path
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
-from pycocotools.coco import COCO
 from tqdm import tqdm
 
 from command_line import OneLineParser, positive_int
 from train.curves import save_figure
 from yolact.checkpoint import load_model
-from yolact.data import ensure_shapes_dataset
+from yolact.data import CocoDataset, DatasetError, eval_transform
 from yolact.fileio import write_text_atomic
 from yolact.inference import predict
 
 from .machine import cpu_description, machine_details, machine_tag
-from .variants import set_threads
+from .variants import add_dataset_options, resolve_dataset, set_threads
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def detection_quality(model, images: Path, coco: COCO, max_images: int | None, min_score: float) -> np.ndarray:
+def detection_quality(model, dataset: CocoDataset, max_images: int | None, min_score: float) -> np.ndarray:
     """[N, 3]: box score, predicted IoU (mask score / box score) and actual mask IoU of every detection
     above ``min_score``; the actual IoU is with the best ground-truth mask of the detection's class (0 if none)."""
-    category_ids = sorted(coco.getCatIds())
+    coco = dataset.coco
     rows = []
-    for image_id in tqdm(coco.getImgIds()[:max_images], desc="images", unit="img"):
+    for image_id in tqdm(dataset.image_ids[:max_images], desc="images", unit="img"):
         info = coco.loadImgs(image_id)[0]
-        image = cv2.imread(str(images / info["file_name"]))
+        image = cv2.imread(str(dataset.image_dir / info["file_name"]))
         if image is None:
-            raise SystemExit(f"--images {images}: cannot read {info['file_name']}")
+            raise SystemExit(f"--images {dataset.image_dir}: cannot read {info['file_name']}")
         dets = predict(model, [image])[0].above(min_score)
-        truths = [(category_ids.index(a["category_id"]), coco.annToMask(a).astype(bool))
+        truths = [(dataset.category_ids.index(a["category_id"]), coco.annToMask(a).astype(bool))
                   for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False))]
         for label, score, mask_score, mask in zip(dets.classes, dets.scores, dets.mask_scores, dets.masks):
             ious = [(mask & truth).sum() / max(1, (mask | truth).sum()) for truth_label, truth in truths if truth_label == label]
@@ -95,8 +94,7 @@ def main(argv=None) -> int:
     parser = OneLineParser(prog="python -m benchmarks.mask_rescoring", description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, required=True, help="a trained YOLACT++ checkpoint")
     parser.add_argument("--config", help="config name (default: the checkpoint's own)")
-    parser.add_argument("--images", type=Path, help="image folder of a COCO dataset (default: embedded val split)")
-    parser.add_argument("--annotations", type=Path, help="its COCO annotation JSON")
+    add_dataset_options(parser)
     parser.add_argument("--max-images", type=positive_int, help="only the first N images")
     parser.add_argument("--min-score", type=float, default=0.05, help="box score above which detections count")
     parser.add_argument("--threads", type=positive_int, default=2)
@@ -104,22 +102,21 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.weights.is_file():
         parser.error(f"--weights {args.weights}: no such file")
-    if (args.images is None) != (args.annotations is None):
-        parser.error("--images and --annotations go together")
     set_threads(args.threads)
-    model = load_model(args.weights, args.config, "cpu").eval()
+    model = load_model(args.weights, args.config, "cpu")
     if not model.cfg.use_maskiou:
         parser.error(f"--weights {args.weights}: {model.cfg.name} has no mask-IoU head (not a YOLACT++ model)")
-    if args.images is None:
-        shapes = ensure_shapes_dataset()
-        args.images, args.annotations = shapes.val_images, shapes.val_annotations
-    coco = COCO(str(args.annotations))
+    resolve_dataset(parser, args)
+    try:
+        dataset = CocoDataset(args.images, args.annotations, eval_transform(model.cfg))
+    except DatasetError as exc:
+        parser.error(str(exc))
     started = datetime.datetime.now(datetime.timezone.utc)
-    rows = detection_quality(model, args.images, coco, args.max_images, args.min_score)
+    rows = detection_quality(model, dataset, args.max_images, args.min_score)
     machine = {**machine_details(), "threads": args.threads}
     report = {
         "config": model.cfg.name, "weights": str(args.weights), "annotations": str(args.annotations),
-        "images": len(coco.getImgIds()[:args.max_images]), "min_score": args.min_score,
+        "images": len(dataset.image_ids[:args.max_images]), "min_score": args.min_score,
         "where": f"{cpu_description(machine)}, {args.threads} threads", "machine": machine, "summary": summary(rows),
     }
     stem = args.out_dir / f"mask_rescoring_{machine_tag(machine)}_{model.cfg.name}_{started.strftime('%Y%m%d_%H%M%S')}"

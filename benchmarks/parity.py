@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from command_line import OneLineParser
-from yolact.data import CocoDataset, DatasetError, ensure_shapes_dataset, eval_transform
+from yolact.data import CocoDataset, DatasetError, eval_transform
 from yolact.evaluation import evaluate_detector
 from yolact.fileio import write_text_atomic
 
 from .machine import cpu_description, machine_details, machine_tag
-from .variants import (REFERENCE, SPECS, add_int8_options, export_graphs, int8_recipe, load_or_recipe, open_variant,
-                       set_threads, skip_reason)
+from .variants import (REFERENCE, SPECS, add_dataset_options, add_int8_options, export_graphs, int8_recipe,
+                       load_or_recipe, open_variant, resolve_dataset, set_threads, skip_reason)
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_WEIGHTS = Path("runs/train/weights.pth")
@@ -65,8 +65,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--recipe-weights", action="store_true", help="the authors' recipe weights instead of --weights")
     parser.add_argument("--config", help="config name (default: the checkpoint's own; yolact_small with --recipe-weights)")
     parser.add_argument("--variants", nargs="+", choices=sorted(SPECS), default=list(SPECS), metavar="VARIANT")
-    parser.add_argument("--images", type=Path, help="image folder of a COCO dataset (default: embedded val split)")
-    parser.add_argument("--annotations", type=Path, help="its COCO annotation JSON")
+    add_dataset_options(parser)
     parser.add_argument("--max-images", type=int, help="score only the first N images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int)
@@ -76,12 +75,11 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--tol-int8", type=float, default=1.0, help="AP points")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    if (args.images is None) != (args.annotations is None):
-        parser.error("--images and --annotations go together")
     if not args.recipe_weights and not args.weights.is_file():
         parser.error(f"--weights {args.weights}: no such file (train first with python -m train, or pass --recipe-weights)")
     if args.recipe_weights:
         args.config = args.config or "yolact_small"
+    resolve_dataset(parser, args)
     return args
 
 
@@ -91,9 +89,6 @@ def main(argv=None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     weights = None if args.recipe_weights else args.weights
     model = load_or_recipe(args.config, weights, "cpu")
-    if args.images is None:
-        shapes = ensure_shapes_dataset()
-        args.images, args.annotations = shapes.val_images, shapes.val_annotations
     try:
         dataset = CocoDataset(args.images, args.annotations, eval_transform(model.cfg))
     except DatasetError as exc:

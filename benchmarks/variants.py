@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import argparse
+
 import numpy as np
 import torch
 
@@ -25,6 +27,7 @@ from export.openvino_export import export_openvino, quantize_openvino
 from export.quantize import CALIBRATION_METHODS, QUANTIZED_OPS, quantize_int8
 from yolact import EndToEnd, ImageDetections, Yolact, to_image
 from yolact.checkpoint import load_model
+from yolact.data import ensure_shapes_dataset
 from yolact.config import get_config
 from yolact.recipe import recipe_model
 
@@ -243,3 +246,17 @@ def _pytorch_variant(spec: VariantSpec, model: Yolact, device: str) -> Variant:
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=Path, help="image folder of a COCO dataset (default: embedded val split)")
+    parser.add_argument("--annotations", type=Path, help="its COCO annotation JSON")
+
+
+def resolve_dataset(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--images`` and ``--annotations`` both or neither; neither means the embedded val split."""
+    if (args.images is None) != (args.annotations is None):
+        parser.error("--images and --annotations go together")
+    if args.images is None:
+        shapes = ensure_shapes_dataset()
+        args.images, args.annotations = shapes.val_images, shapes.val_annotations

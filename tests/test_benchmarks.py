@@ -213,3 +213,9 @@ def test_mask_rescoring_scores_every_detection_against_its_ground_truth(tmp_path
     save_weights(recipe_model(get_config("yolact_tiny")), v1)
     refused = run("-m", "benchmarks.mask_rescoring", "--weights", str(v1), "--out-dir", str(tmp_path / "none"))
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "mask-IoU head" in refused.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    refused = run("-m", "benchmarks.mask_rescoring", "--weights", str(weights), "--images", str(shapes.val_images),
+                  "--annotations", str(broken), "--out-dir", str(tmp_path / "none"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "broken.json" in refused.stderr
+    assert not (tmp_path / "none").exists()

@@ -61,7 +61,7 @@ def _config_override(text: str) -> tuple[str, Any]:
     elif isinstance(default, float):
         fits = isinstance(value, (int, float)) and not isinstance(value, bool)
     else:
-        fits = type(value) is expected or default is None
+        fits = type(value) is expected
     if not fits:
         example = {tuple: "a JSON list, e.g. [0,0,0,1]", int: "an integer", float: "a number", bool: "true or false"}.get(expected, "a string")
         raise argparse.ArgumentTypeError(f"{text!r}: {field} takes {example}")
