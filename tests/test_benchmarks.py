@@ -219,3 +219,58 @@ def test_mask_rescoring_scores_every_detection_against_its_ground_truth(tmp_path
                   "--annotations", str(broken), "--out-dir", str(tmp_path / "none"))
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "broken.json" in refused.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_divergence_finds_the_one_changed_convolution(tmp_path):
+    """A copy of the graph with one convolution's weights scaled by 1.01: every tensor before that
+    convolution is equal, the first one above tolerance is its output, and the final outputs differ."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from export.onnx_export import export_onnx
+    from yolact.config import get_config
+    from yolact.recipe import recipe_model
+
+    graph = tmp_path / "tiny.onnx"
+    export_onnx(recipe_model(get_config("yolact_tiny")), graph)
+    changed = onnx.load(str(graph))
+    initializers = {tensor.name: tensor for tensor in changed.graph.initializer}
+    convolutions = [node for node in changed.graph.node if node.op_type == "Conv" and node.input[1] in initializers]
+    target = convolutions[3]  # in the backbone: every output depends on it
+    weight = initializers[target.input[1]]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1.01), weight.name))
+    onnx.save(changed, str(tmp_path / "changed.onnx"))
+
+    result = run("-m", "benchmarks.divergence", "--model", str(graph), "--candidate-model", str(tmp_path / "changed.onnx"),
+                 "--candidate", "onnxruntime:cpu", "--out-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(only(tmp_path / "out", "divergence_*_tiny_*.json").read_text())
+    assert report["first_above_tolerance"]["tensor"] == target.output[0]
+    assert report["first_above_tolerance"]["op"] == "Conv"
+    rows = report["tensors"]
+    first = next(i for i, row in enumerate(rows) if row["tensor"] == target.output[0])
+    assert all(row["max_rel"] == 0 for row in rows[:first]), "nothing before the changed convolution differs"
+    assert len(rows) > 200 and any(d["max_rel"] > 0 for d in report["final_outputs"].values())
+    assert f"`{target.output[0]}` (Conv" in only(tmp_path / "out", "divergence_*.md").read_text()
+
+
+def test_divergence_of_a_graph_with_itself_is_zero_and_bad_input_is_one_line(tmp_path):
+    result = run("-m", "benchmarks.divergence", "--config", "yolact_plus_tiny", "--candidate", "onnxruntime:cpu",
+                 "--out-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(only(tmp_path, "divergence_*_yolact_plus_tiny_*.json").read_text())
+    assert report["first_above_tolerance"] is None and report["first_changed_selection"] is None
+    assert any(row["op"] == "DeformConv" for row in report["tensors"])
+    assert all(row["max_rel"] == 0 for row in report["tensors"])
+    for spec, message in (("cuda:1", "expected onnxruntime:"), ("onnxruntime:cpu,use_tf32", "is not KEY=VALUE"),
+                          ("openvino:f32", "OpenVINO's ONNX reader does not convert DeformConv")):
+        bad = run("-m", "benchmarks.divergence", "--config", "yolact_plus_tiny", "--candidate", spec, "--out-dir", str(tmp_path / "bad"))
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert bad.stderr.strip().splitlines()[-1].startswith("python -m benchmarks.divergence: error: backend")
+        assert not (tmp_path / "bad").exists()
+    (tmp_path / "corrupt.onnx").write_bytes(b"not a graph" * 100)
+    bad = run("-m", "benchmarks.divergence", "--model", str(tmp_path / "corrupt.onnx"), "--candidate", "onnxruntime:cpu",
+              "--out-dir", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and f"error: {tmp_path / 'corrupt.onnx'}: not an ONNX graph" in bad.stderr, bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -16,19 +16,30 @@ BACKENDS = {backend.name: backend for backend in (OnnxRuntimeBackend, OpenVinoBa
 ENGINE_SUFFIXES = (".engine", ".plan")
 
 
+# What each file type is, by suffix, and the backends that read it (the first installed one is auto's choice).
+READERS = {".onnx": ("onnxruntime", "openvino"), ".xml": ("openvino",), **{suffix: ("tensorrt",) for suffix in ENGINE_SUFFIXES}}
+
+
 def choose_backend(model: Path) -> str:
     """``auto``: an engine goes to tensorrt, an OpenVINO IR to openvino; an ONNX file to onnxruntime if
     installed, else openvino."""
-    if model.suffix in ENGINE_SUFFIXES:
-        return "tensorrt"
-    if model.suffix == ".xml":
-        return "openvino"
-    if model.suffix != ".onnx":
+    readers = READERS.get(model.suffix)
+    if readers is None:
         raise ModelError(f"{model}: backend auto needs a .onnx, .xml or .engine file (or name the backend)")
-    for name in ("onnxruntime", "openvino"):
+    if len(readers) == 1:
+        return readers[0]
+    for name in readers:
         if importlib.util.find_spec(name) is not None:
             return name
     raise ModelError(f"{model}: no ONNX backend is installed (pip install onnxruntime, or openvino)")
+
+
+def check_backend_reads(model: Path, backend: str) -> None:
+    """A named backend given a file type it cannot read (an IR to onnxruntime, an ONNX graph to tensorrt)
+    fails here with the backends that read it, not deep in the library with a parse error."""
+    readers = READERS.get(model.suffix, (backend,))
+    if backend not in readers:
+        raise ModelError(f"{model}: backend {backend} cannot read a {model.suffix} file (backend {' or '.join(readers)} does; auto picks it)")
 
 
 def open_backend(
@@ -50,5 +61,9 @@ def open_backend(
         raise ModelError(f"threads {threads!r}: must be a whole number of at least 1")
     if not model.is_file():
         raise ModelError(f"{model}: no such model file")
-    name = choose_backend(model) if backend == "auto" else backend
+    if backend == "auto":
+        name = choose_backend(model)
+    else:
+        check_backend_reads(model, backend)
+        name = backend
     return BACKENDS[name](model, device, precision, threads)

@@ -57,6 +57,15 @@ CASES = [
         ["--model", "{bad}/corrupt.xml"], r"{bad}/corrupt.xml: OpenVINO cannot load it: .*", id="corrupt IR",
     ),
     pytest.param(
+        ["--model", "{bad}/corrupt.xml", "--backend", "onnxruntime"],
+        r"{bad}/corrupt.xml: backend onnxruntime cannot read a .xml file \(backend openvino does; auto picks it\)", id="IR to onnxruntime",
+    ),
+    pytest.param(
+        ["--backend", "tensorrt"],
+        r".*\.onnx: backend tensorrt cannot read a .onnx file \(backend onnxruntime or openvino does; auto picks it\)",
+        id="graph to tensorrt",
+    ),
+    pytest.param(
         ["--model", "{bad}/future_opset.onnx"],
         r"{bad}/future_opset.onnx: onnxruntime [\d.]+ cannot run it \(the graph is ai.onnx opset 99, it implements up to "
         r"opset \d+\); graphs of python -m export need onnxruntime >= 1.25 \(YOLACT\+\+: DeformConv\): pip install --upgrade onnxruntime",
@@ -83,7 +92,8 @@ CASES = [
     pytest.param(["--threads", "0"], r"threads 0: must be a whole number of at least 1", id="zero threads"),
     pytest.param(["--score-threshold", "1.5"], r"score threshold 1.5: must be in \[0, 1\)", id="threshold out of range"),
     pytest.param(
-        ["--backend", "tensorrt"], r"backend tensorrt: tensorrt is not installed \(.*\)", id="backend not installed",
+        ["--model", "{bad}/model.engine", "--backend", "tensorrt"], r"backend tensorrt: tensorrt is not installed \(.*\)",
+        id="backend not installed",
         marks=needs_no_tensorrt,
     ),
     pytest.param(
