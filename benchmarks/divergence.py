@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from command_line import OneLineParser, positive_int
 from export.onnx_export import INPUT_NAME, OUTPUT_NAMES, export_onnx
+from runtime.backends.onnxruntime_backend import CPU_EP, CUDA_EP, OPENVINO_EP, TENSORRT_EP
 from runtime.errors import one_line
 from yolact.checkpoint import CheckpointError
 from yolact.config import CONFIGS
@@ -44,12 +45,7 @@ from .machine import machine_details, machine_tag
 from .variants import load_or_recipe
 
 RESULTS = Path(__file__).parent / "results"
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-}
+PROVIDERS = {"cpu": CPU_EP, "cuda": CUDA_EP, "tensorrt": TENSORRT_EP, "openvino": OPENVINO_EP}
 OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
 # Ops whose outputs are a choice of elements or a yes/no per element: past one, a small numeric difference can
 # pick other elements or flip a decision, and the difference is no longer arithmetic.
@@ -91,21 +87,20 @@ class BackendSpec:
         )
 
 
-def marked(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, tuple[str, str, list[str]]]]:
-    """``model`` with every node output that has an inferred type added as a graph output, and each node
-    output's (node name, op type, input names), in graph order."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    typed = {info.name: info for info in inferred.graph.value_info}
+def marked(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with every node output that has an inferred type added as a graph output."""
+    typed = {info.name: info for info in onnx.shape_inference.infer_shapes(model).graph.value_info}
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     outputs = {o.name for o in copy.graph.output}
-    producers = {}
-    for node in copy.graph.node:
-        for name in node.output:
-            if name and name not in outputs and name in typed:
-                copy.graph.output.append(typed[name])
-            producers[name] = (node.name, node.op_type, list(node.input))
-    return copy, producers
+    copy.graph.output.extend(typed[name] for node in copy.graph.node for name in node.output
+                             if name and name not in outputs and name in typed)
+    return copy
+
+
+def producers(model: onnx.ModelProto) -> dict[str, tuple[str, str, list[str]]]:
+    """Each node output's (node name, op type, input names), in graph order."""
+    return {name: (node.name, node.op_type, list(node.input)) for node in model.graph.node for name in node.output}
 
 
 def dequantized(model: onnx.ModelProto) -> dict[str, str]:
@@ -130,7 +125,7 @@ def run_graph(model: onnx.ModelProto, spec: BackendSpec, image: np.ndarray, fold
             raise UnusableInput(f"backend {spec.text!r}: this onnxruntime has no {provider}")
         if spec.target in ("cuda", "tensorrt") and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()
-        fallback = [] if provider == PROVIDERS["cpu"] else ["CPUExecutionProvider"]  # for what the provider does not run
+        fallback = [] if provider == CPU_EP else [CPU_EP]  # for what the provider does not run
         session = ort.InferenceSession(str(path), providers=[(provider, spec.options), *fallback])
         if session.get_providers()[0] != provider:
             raise UnusableInput(f"backend {spec.text!r}: {provider} did not start")
@@ -169,13 +164,13 @@ def difference(reference: np.ndarray, candidate: np.ndarray) -> dict:
 
 
 def compare(
-    reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], producers: dict[str, tuple[str, str, list[str]]]
+    reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], produced_by: dict[str, tuple[str, str, list[str]]]
 ) -> list[dict]:
     """One row per tensor both runs have, in graph order, with what its node introduced and whether it lies
     after a selection (a TopK or a comparison, or downstream of one): there a different choice of elements or
     a flipped decision, not arithmetic, makes the difference."""
     rows, relative, after_selection = [], {}, set()
-    for name, (node, op, inputs) in producers.items():
+    for name, (node, op, inputs) in produced_by.items():
         if op in SELECTING_OPS or after_selection.intersection(inputs):
             after_selection.add(name)
         if name not in reference or name not in candidate:
@@ -241,23 +236,27 @@ def read_graph(path: Path) -> onnx.ModelProto:
 def diverge(model_path: Path, candidate_path: Path, reference: BackendSpec, candidate: BackendSpec,
             image: np.ndarray, tolerance: float) -> dict:
     """The report's body: final outputs of the graphs as exported, then every marked tensor."""
-    graphs = {"reference": read_graph(model_path), "candidate": read_graph(candidate_path)}
-    specs = {"reference": reference, "candidate": candidate}
-    final, ran_on, tensors, producers = {}, {}, {}, {}
+    reference_graph = read_graph(model_path)
+    candidate_graph = reference_graph if candidate_path == model_path else read_graph(candidate_path)
+    marked_reference = marked(reference_graph)
+    runs = {
+        "reference": (reference, reference_graph, marked_reference),
+        "candidate": (candidate, candidate_graph, marked_reference if candidate_graph is reference_graph else marked(candidate_graph)),
+    }
+    final, ran_on, tensors = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="divergence-") as folder:
-        for side in tqdm(("reference", "candidate"), desc="backends", unit="backend"):
-            graph, producers[side] = marked(graphs[side])
+        for side, (spec, graph, graph_marked) in tqdm(runs.items(), desc="backends", unit="backend"):
             try:
-                final[side], ran_on[side] = run_graph(graphs[side], specs[side], image, Path(folder))
-                tensors[side], _ = run_graph(graph, specs[side], image, Path(folder))
+                final[side], ran_on[side] = run_graph(graph, spec, image, Path(folder))
+                tensors[side], _ = run_graph(graph_marked, spec, image, Path(folder))
             except UnusableInput:
                 raise
             except Exception as exc:  # each library raises its own types for a graph it cannot compile or run
-                raise UnusableInput(f"backend {specs[side].text!r}: cannot run the graph: {one_line(exc)}") from None
-    for name, value_seen in dequantized(graphs["candidate"]).items():
+                raise UnusableInput(f"backend {spec.text!r}: cannot run the graph: {one_line(exc)}") from None
+    for name, value_seen in dequantized(candidate_graph).items():
         if value_seen in tensors["candidate"]:
             tensors["candidate"][name] = tensors["candidate"][value_seen]
-    rows = compare(tensors["reference"], tensors["candidate"], producers["reference"])
+    rows = compare(tensors["reference"], tensors["candidate"], producers(reference_graph))
     first = next((row for row in rows if row["max_rel"] > tolerance), None)
     chosen = next((row for row in rows if row["op"] in SELECTING_OPS and row.get("changed")), None)
     return {
