@@ -28,7 +28,7 @@ from command_line import OneLineParser, image_size
 from export.calibration import calibration_files
 from export.onnx_export import export_onnx
 from yolact.data import ensure_shapes_dataset
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 
 from .machine import cpu_description, machine_details, machine_tag
 from .variants import load_or_recipe
@@ -167,8 +167,8 @@ def main(argv=None) -> int:
               "where": f"{cpu_description(machine)}, {args.threads} threads", "cpp": cpp, "python": python, "machine": machine}
     stem = args.out_dir / f"cpp_runtime_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
     report["python_paste_vs_cpp"] = round(python["paste_ms"] / cpp["paste_ms"], 3)
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), markdown(report) + "\n" + paste_markdown(report))
+    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(stem.with_suffix(".md"), markdown(report) + "\n" + paste_markdown(report))
     print(markdown(report))
     print(paste_markdown(report))
     print(f"wrote {stem}.json and .md")

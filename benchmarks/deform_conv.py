@@ -33,7 +33,7 @@ from tqdm import tqdm
 from command_line import OneLineParser, image_size, positive_int
 from yolact.config import CONFIGS, get_config
 from yolact.deform_conv import ModulatedDeformConv2d
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 from yolact.preprocess import preprocess
 
 from .fps import encoded_images
@@ -179,8 +179,8 @@ def main(argv=None) -> int:
         "total_ms": {k: round(sum(layer["ms"][k] for layer in layers), 3) for k in KERNELS},
     }
     stem = args.out_dir / f"deform_conv_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), markdown(report))
+    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(stem.with_suffix(".md"), markdown(report))
     print(markdown(report))
     print(f"wrote {stem}.json and .md")
     return 0

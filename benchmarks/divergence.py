@@ -33,12 +33,14 @@ import onnx
 from tqdm import tqdm
 
 from command_line import OneLineParser, positive_int
-from export.onnx_export import INPUT_NAME, OUTPUT_NAMES, export_onnx
+from contract import INPUT_NAME, OUTPUT_NAMES
+from export.onnx_export import export_onnx
 from runtime.backends.onnxruntime_backend import CPU_EP, CUDA_EP, OPENVINO_EP, TENSORRT_EP
 from runtime.errors import one_line
 from yolact.checkpoint import CheckpointError
 from yolact.config import CONFIGS
-from yolact.fileio import ImageReadError, read_bgr_image, write_text_atomic
+from yolact.fileio import ImageReadError, read_bgr_image
+from contract.files import write_text
 
 from .fps import encoded_images
 from .machine import machine_details, machine_tag
@@ -310,8 +312,8 @@ def main(argv=None) -> int:
     report = {"what": __doc__.split("\n\n")[1].replace("\n", " "), "model": name, "image": image_name, "machine": machine, **body}
     stem = args.out_dir / f"divergence_{machine_tag(machine)}_{name}_{started.strftime('%Y%m%d_%H%M%S')}"
     text = report_markdown(report, args.top)
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), text)
+    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(stem.with_suffix(".md"), text)
     print(text)
     print(f"wrote {stem}.json and .md")
     return 0

@@ -34,11 +34,11 @@ from tqdm import tqdm
 
 from command_line import OneLineParser, image_size
 from export.calibration import calibration_files
-from export.onnx_export import INPUT_NAME, OUTPUT_NAMES
+from contract import INPUT_NAME, OUTPUT_NAMES
 from export.quantize import final_convolutions
 from yolact.config import get_config
 from yolact.data import ensure_shapes_dataset
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 
 from .charts import fps_chart
 from .machine import cpu_description, machine_details, machine_tag
@@ -287,8 +287,8 @@ def write_report(args, started: datetime.datetime, samples: dict, skipped: dict,
     }
     tag = machine_tag(machine if args.device.startswith("cuda") else {**machine, "gpu": None})
     stem = args.out_dir / f"fps_{tag}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), markdown_table(report))
+    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(stem.with_suffix(".md"), markdown_table(report))
     if results:
         fps_chart(report, stem.with_suffix(".png"))
     return report, stem

@@ -23,9 +23,10 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.machine import machine_details
-from export.onnx_export import INPUT_NAME, OUTPUT_NAMES, export_onnx
+from contract import INPUT_NAME, OUTPUT_NAMES
+from export.onnx_export import export_onnx
 from yolact import Yolact, get_config, load_model
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 
 EP_NAME = "NvTensorRTRTXExecutionProvider"
 LIBRARY_GLOB = "**/*onnxruntime_providers_nv_tensorrt_rtx*"
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
             if gpu_outputs is not None:
                 record["parity_vs_cpu_max_abs"] = parity(cpu_outputs, gpu_outputs)
                 record["rtx_latency_ms"] = step(record, "rtx_latency", lambda: latency_ms(session, images))
-    write_text_atomic(args.out, json.dumps(record, indent=2, default=str))
+    write_text(args.out, json.dumps(record, indent=2, default=str))
     print(json.dumps({k: v for k, v in record.items() if k != "machine"}, indent=2, default=str))
     return record
 

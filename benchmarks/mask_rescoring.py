@@ -26,7 +26,7 @@ from command_line import OneLineParser, positive_int
 from train.curves import save_figure
 from yolact.checkpoint import load_model
 from yolact.data import CocoDataset, DatasetError, eval_transform
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 from yolact.inference import predict
 
 from .machine import cpu_description, machine_details, machine_tag
@@ -48,7 +48,7 @@ def detection_quality(model, dataset: CocoDataset, max_images: int | None, min_s
         dets = predict(model, [image])[0].above(min_score)
         truths = [(dataset.category_ids.index(a["category_id"]), coco.annToMask(a).astype(bool))
                   for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False))]
-        for label, score, mask_score, mask in zip(dets.classes, dets.scores, dets.mask_scores, dets.masks):
+        for label, score, mask_score, mask in zip(dets.class_ids, dets.scores, dets.mask_scores, dets.masks):
             ious = [(mask & truth).sum() / max(1, (mask | truth).sum()) for truth_label, truth in truths if truth_label == label]
             rows.append((score, mask_score / max(score, 1e-12), max(ious, default=0.0)))
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
@@ -120,8 +120,8 @@ def main(argv=None) -> int:
         "where": f"{cpu_description(machine)}, {args.threads} threads", "machine": machine, "summary": summary(rows),
     }
     stem = args.out_dir / f"mask_rescoring_{machine_tag(machine)}_{model.cfg.name}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), markdown(report))
+    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(stem.with_suffix(".md"), markdown(report))
     scatter(rows, f"{model.cfg.name}: predicted vs actual mask IoU", stem.with_suffix(".png"))
     print(markdown(report))
     print(f"wrote {stem}.json, .md and .png")

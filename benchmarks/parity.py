@@ -22,7 +22,7 @@ import torch
 from command_line import OneLineParser
 from yolact.data import CocoDataset, DatasetError, eval_transform
 from yolact.evaluation import evaluate_detector
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 
 from .machine import cpu_description, machine_details, machine_tag
 from .variants import (REFERENCE, SPECS, add_dataset_options, add_int8_options, export_graphs, int8_recipe,
@@ -135,8 +135,8 @@ def main(argv=None) -> int:
     }
     tag = machine_tag(machine if args.device.startswith("cuda") else {**machine, "gpu": None})
     stem = args.out_dir / f"parity_{tag}_{model.cfg.name}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), markdown_table(report))
+    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(stem.with_suffix(".md"), markdown_table(report))
     print(markdown_table(report))
     print(f"wrote {stem}.json and .md")
     if failed:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from yolact.config import get_config
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 
 from .cpp_runtime import markdown as cpp_markdown
 from .cpp_runtime import paste_markdown as cpp_paste_markdown
@@ -317,7 +317,7 @@ def main(argv=None) -> int:
         print(f"{README}: the performance section matches benchmarks/results")
         return 0
     if wanted != current:
-        write_text_atomic(README, wanted)
+        write_text(README, wanted)
     print(f"{README}: performance section regenerated")
     return 0
 

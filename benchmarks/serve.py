@@ -34,7 +34,7 @@ from tqdm import tqdm
 import runtime
 from command_line import OneLineParser, image_size, non_negative_int, positive_float, positive_int
 from runtime.serve import ServerProcess
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 
 from .charts import serve_chart
 from .fps import encoded_images
@@ -324,8 +324,8 @@ def main(argv=None) -> int:
         },
     }
     stem = args.out_dir / f"serve_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), markdown(report))
+    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(stem.with_suffix(".md"), markdown(report))
     serve_chart(report, stem.with_suffix(".png"))
     print(markdown(report))
     print(f"wrote {stem}.json, .md and .png")

@@ -16,7 +16,7 @@ import torch
 from train.options import parse_options
 from train.trainer import run_training
 from train.curves import read_log
-from yolact.fileio import write_bytes_atomic, write_text_atomic
+from contract.files import write_bytes, write_text
 
 from .machine import machine_details
 
@@ -45,8 +45,8 @@ def main() -> int:
         "precision": next(row["precision"] for row in log if "precision" in row),
     }
     path = RESULTS / f"train_{started.strftime('%Y%m%d_%H%M%S')}.json"
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
-    write_bytes_atomic(path.with_name(f"{path.stem}_curves.png"), (result.out / "curves.png").read_bytes())
+    write_text(path, json.dumps(record, indent=2) + "\n")
+    write_bytes(path.with_name(f"{path.stem}_curves.png"), (result.out / "curves.png").read_bytes())
     print(f"{path}: {result.iteration} iterations in {wall / 60:.1f} min; "
           f"mask AP {result.metrics.get('mask/AP', float('nan')):.3f}, "
           f"mask AP50 {result.metrics.get('mask/AP50', float('nan')):.3f}, box AP {result.metrics.get('box/AP', float('nan')):.3f}")

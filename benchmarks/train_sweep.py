@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from train.curves import read_log
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 
 from .machine import cpu_description, machine_details
 
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {"date": started.isoformat(timespec="seconds"), "machine": machine_details(),
               "wall_seconds": round(time.monotonic() - wall, 1), "common": args.common, "variants": variants}
     stem = RESULTS / f"train_sweep_{args.tag}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text_atomic(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-    write_text_atomic(stem.with_suffix(".md"), markdown(record))
+    write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    write_text(stem.with_suffix(".md"), markdown(record))
     print(markdown(record))
     return 0 if all(v["returncode"] == 0 for v in variants) else 1
 

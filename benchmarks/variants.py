@@ -201,7 +201,7 @@ def open_variant(
 
     def paste(raw: runtime.RawOutputs, index: int, height: int, width: int) -> ImageDetections:
         dets = runtime.paste_detections(raw, index, height, width)
-        return ImageDetections(dets.class_ids, dets.scores, dets.boxes, dets.masks, dets.mask_scores)
+        return ImageDetections(dets.boxes, dets.scores, dets.class_ids, dets.masks, dets.mask_scores)
 
     return Variant(spec, segmenter.executed_on, lambda batch: batch, segmenter.infer, paste,
                    lambda raw: np.asarray(raw.num_dets))

@@ -17,7 +17,7 @@ import torch
 from yolact import CheckpointError, load_model
 from yolact.data import DatasetError, ensure_shapes_dataset
 from yolact.evaluation import evaluate, format_table
-from yolact.fileio import write_text_atomic
+from contract.files import write_text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
     result = evaluate(model, args.images, args.annotations, args.batch_size, args.max_images)
     print(format_table(result.metrics))
     detections_file = args.out.with_name(f"{args.out.stem}_detections.json")
-    write_text_atomic(detections_file, json.dumps(result.detections, allow_nan=False))
+    write_text(detections_file, json.dumps(result.detections, allow_nan=False))
     summary = {
         # NaN (no ground truth of that size) as null: strict JSON readers reject NaN.
         "metrics": {name: None if math.isnan(value) else value for name, value in result.metrics.items()},
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> None:
         "detections": str(detections_file),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_text_atomic(args.out, json.dumps(summary, allow_nan=False))
+    write_text(args.out, json.dumps(summary, allow_nan=False))
     print(f"wrote {args.out} and {detections_file}")
 
 

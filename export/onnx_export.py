@@ -26,23 +26,19 @@ import onnx
 import torch
 from torch import nn
 
+import contract
 import yolact
+from contract import INPUT_NAME, INT32_OUTPUTS, ONNX_DYNAMIC_MAX_SIDE, OUTPUT_NAMES
+from contract.files import replaced_on_success
 from yolact import EndToEnd, Yolact
-from yolact.inference import BatchResult
-from yolact.fileio import atomic_path
 from yolact.preprocess import normalize
 from yolact.priors import feature_sizes
 
-INPUT_NAME = "images"
-OUTPUT_NAMES = BatchResult._fields  # num_dets, boxes, scores, classes, masks, mask_scores
-# int32 because TensorRT 8.x cannot bind INT64 network outputs.
-INT32_OUTPUTS = ("num_dets", "classes")
 DEFAULT_OPSET = 17  # what TensorRT 8.6-10 parse well
 DEFORM_CONV_OPSET = 19  # the first opset with DeformConv, which YOLACT++ backbones need
 DYNAMO_OPSET = 18  # the opset the dynamo exporter's op library is written for
 # Bounds the exporter may assume for the dynamic axes (torch.export needs a range).
 MAX_BATCH = 256
-MAX_IMAGE_SIDE = 8192
 
 
 class ExportError(Exception):
@@ -108,8 +104,8 @@ def _dynamic_shapes(static_input: bool) -> dict:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     if static_input:
         return {"images": {0: batch}}
-    height = torch.export.Dim("height", min=2, max=MAX_IMAGE_SIDE)
-    width = torch.export.Dim("width", min=2, max=MAX_IMAGE_SIDE)
+    height = torch.export.Dim("height", min=2, max=ONNX_DYNAMIC_MAX_SIDE)
+    width = torch.export.Dim("width", min=2, max=ONNX_DYNAMIC_MAX_SIDE)
     return {"images": {0: batch, 1: height, 2: width}}
 
 
@@ -200,24 +196,24 @@ def model_metadata(model: Yolact, exporter: str, static_input: bool) -> dict[str
     """Everything a runtime needs besides the graph, as string key/values (JSON for structured ones)."""
     cfg = model.cfg
     return {
-        "yolact.config_name": cfg.name,
-        "yolact.model_family": cfg.model_family,
-        "yolact.class_names": json.dumps(list(cfg.class_names)),
-        "yolact.input_size": json.dumps([cfg.max_size, cfg.max_size]),
-        "yolact.input_format": "uint8 BGR NHWC",
-        "yolact.static_input": json.dumps(static_input),
-        "yolact.normalization": cfg.normalization,
-        "yolact.pixel_mean_bgr": json.dumps(list(cfg.pixel_mean_bgr)),
-        "yolact.pixel_std_bgr": json.dumps(list(cfg.pixel_std_bgr)),
-        "yolact.max_detections": str(cfg.max_num_detections),
-        "yolact.prototype_size": json.dumps(list(prototype_size(cfg))),
-        "yolact.box_format": "x1y1x2y2 normalised to the image",
-        "yolact.nms": json.dumps(
+        contract.CONFIG_NAME_KEY: cfg.name,
+        contract.MODEL_FAMILY_KEY: cfg.model_family,
+        contract.CLASS_NAMES_KEY: json.dumps(list(cfg.class_names)),
+        contract.INPUT_SIZE_KEY: json.dumps([cfg.max_size, cfg.max_size]),
+        contract.INPUT_FORMAT_KEY: "uint8 BGR NHWC",
+        contract.STATIC_INPUT_KEY: json.dumps(static_input),
+        contract.NORMALIZATION_KEY: cfg.normalization,
+        contract.PIXEL_MEAN_KEY: json.dumps(list(cfg.pixel_mean_bgr)),
+        contract.PIXEL_STD_KEY: json.dumps(list(cfg.pixel_std_bgr)),
+        contract.MAX_DETECTIONS_KEY: str(cfg.max_num_detections),
+        contract.PROTOTYPE_SIZE_KEY: json.dumps(list(prototype_size(cfg))),
+        contract.BOX_FORMAT_KEY: "x1y1x2y2 normalised to the image",
+        contract.NMS_KEY: json.dumps(
             {"type": "fast", "top_k": cfg.nms_top_k, "conf_thresh": cfg.nms_conf_thresh, "iou_thresh": cfg.nms_iou_thresh}
         ),
-        "yolact.config": cfg.to_json(),
-        "yolact.exporter": exporter,
-        "yolact.toolkit_version": yolact.__version__,
+        contract.CONFIG_KEY: cfg.to_json(),
+        contract.EXPORTER_KEY: exporter,
+        contract.TOOLKIT_VERSION_KEY: yolact.__version__,
     }
 
 
@@ -264,7 +260,7 @@ def export_onnx(
     opset = opset or default_opset(model.cfg)
     module = ExportModule(model, static_input).eval()
     images = example_images(model.cfg, static_input)
-    with atomic_path(out) as tmp:  # fails early on an unwritable path, leaves nothing behind on error
+    with replaced_on_success(out) as tmp:  # fails early on an unwritable path, leaves nothing behind on error
         onnx_model = trace_to_onnx(module, images, opset)
         simplified_by = "exporter only"
         if simplify_graph:

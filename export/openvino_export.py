@@ -23,8 +23,10 @@ import torch
 
 from yolact import Yolact
 
+from contract import INPUT_NAME, OUTPUT_NAMES, PRECISION_KEY
+
 from .calibration import calibration_batches
-from .onnx_export import INPUT_NAME, OUTPUT_NAMES, ExportError, ExportModule, example_images, model_metadata
+from .onnx_export import ExportError, ExportModule, example_images, model_metadata
 from .quantize import MASK_IOU_HEAD
 
 METADATA_SECTION = "framework"
@@ -162,7 +164,7 @@ def quantize_openvino(model: Yolact, out: str | os.PathLike, files: list[Path], 
                                   ignored_scope=nncf.IgnoredScope(names=outside, validate=False))
     exporter = f"NNCF {nncf.__version__} post-training INT8 of openvino.convert_model (OpenVINO {_openvino_version()})"
     metadata = model_metadata(model, exporter, static_input)
-    metadata["yolact.precision"] = (f"int8 (NNCF, the network from first to final convolution; NNCF default calibration on "
+    metadata[PRECISION_KEY] = (f"int8 (NNCF, the network from first to final convolution; NNCF default calibration on "
                                     f"{len(files)} images)")
     set_metadata(quantized, metadata)
     return save_ir(quantized, out)

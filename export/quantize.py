@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from yolact.fileio import atomic_path
+from contract import INPUT_NAME, PRECISION_KEY
+from contract.files import replaced_on_success
 
 from .calibration import calibration_batches
-from .onnx_export import INPUT_NAME
 
 # The network (backbone, FPN, protonet, heads: from the first convolution to the final ones) is quantized
 # whole: its convolutions and the ReLUs, residual and FPN additions, max-pool, upsampling and
@@ -149,7 +149,7 @@ def quantize_int8(
         convolutions = [node for node in folded.graph.node if node.op_type == "Conv"]
         excluded = [node.name for node in [convolutions[0], *final_convolutions(folded)]]
     recipe = f"{method} calibration on {len(files)} images" + (", first and final convolutions FP32" if keep_ends_fp32 else "")
-    with atomic_path(out) as tmp:
+    with replaced_on_success(out) as tmp:
         quantize_static(
             folded,
             str(tmp),
@@ -166,7 +166,7 @@ def quantize_int8(
         )
         quantized = onnx.load(str(tmp))
         props = {p.key: p.value for p in folded.metadata_props}
-        props["yolact.precision"] = f"int8 (onnxruntime QDQ, the network from first to final convolution; {recipe})"
+        props[PRECISION_KEY] = f"int8 (onnxruntime QDQ, the network from first to final convolution; {recipe})"
         onnx.helper.set_model_props(quantized, props)
         onnx.save(quantized, str(tmp))
     return Path(out)

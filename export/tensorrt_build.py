@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yolact.fileio import write_bytes_atomic, write_text_atomic
+from contract import INPUT_SIZE_KEY, TRT_PROFILE_MAX_SIDE, TRT_PROFILE_MIN_SIDE
+from contract.files import write_bytes, write_text
 
 from .calibration import calibration_batches
 from .onnx_export import ExportError, read_metadata
 
-# Image sides the profile accepts for a graph with dynamic height/width (the graph resizes internally).
-MIN_IMAGE_SIDE, MAX_IMAGE_SIDE = 32, 4096
 WORKSPACE_BYTES = 4 << 30
 CALIBRATION_BATCH = 8
 INSTALL_HINT = (
@@ -54,11 +53,11 @@ class BatchRange:
 
 
 def profile_shapes(input_shape: tuple[int, ...], batch: BatchRange, size: int) -> tuple[tuple[int, ...], ...]:
-    """(min, opt, max) shapes of the [B, H, W, 3] input; dynamic H/W span MIN..MAX_IMAGE_SIDE, optimised for
-    the network size."""
+    """(min, opt, max) shapes of the [B, H, W, 3] input; dynamic H/W span
+    TRT_PROFILE_MIN_SIDE..TRT_PROFILE_MAX_SIDE (the graph resizes internally), optimised for the network size."""
     _, height, width, channels = input_shape
     shapes = []
-    for b, side in ((batch.min, MIN_IMAGE_SIDE), (batch.opt, size), (batch.max, MAX_IMAGE_SIDE)):
+    for b, side in ((batch.min, TRT_PROFILE_MIN_SIDE), (batch.opt, size), (batch.max, TRT_PROFILE_MAX_SIDE)):
         shapes.append((b, height if height > 0 else side, width if width > 0 else side, channels))
     return tuple(shapes)
 
@@ -111,7 +110,7 @@ class _EntropyCalibrator:
                 return cache_path.read_bytes() if cache_path.is_file() else None
 
             def write_calibration_cache(self, cache: bytes) -> None:
-                write_bytes_atomic(cache_path, bytes(cache))
+                write_bytes(cache_path, bytes(cache))
 
         return Calibrator()
 
@@ -151,7 +150,7 @@ def build_engine(
     trt = import_tensorrt()
     onnx_path, out = Path(onnx_path), Path(out)
     metadata = read_metadata(onnx_path)
-    size = json.loads(metadata["yolact.input_size"])[0]
+    size = json.loads(metadata[INPUT_SIZE_KEY])[0]
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network, _parser = _parse(trt, builder, logger, onnx_path)
@@ -189,8 +188,8 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError("TensorRT failed to build the engine (its log above says why)")
-    write_bytes_atomic(out, bytes(serialized))
-    write_bytes_atomic(cache_path, bytes(cache.serialize()))
+    write_bytes(out, bytes(serialized))
+    write_bytes(cache_path, bytes(cache.serialize()))
 
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     sidecar = {
@@ -205,7 +204,7 @@ def build_engine(
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "onnx_metadata": metadata,
     }
-    write_text_atomic(out.with_suffix(out.suffix + ".json"), json.dumps(sidecar, indent=2))
+    write_text(out.with_suffix(out.suffix + ".json"), json.dumps(sidecar, indent=2))
     return out
 
 

@@ -21,7 +21,9 @@ from google.protobuf import text_encoding
 
 from command_line import non_negative_int, positive_int
 
-from .onnx_export import INPUT_NAME, ExportError, read_metadata
+from contract import INPUT_NAME, METADATA_PREFIX
+
+from .onnx_export import ExportError, read_metadata
 
 DEFAULT_NAME = "yolact"
 DEFAULT_MAX_BATCH = 8
@@ -112,7 +114,7 @@ def model_config(graph_file: Path, options: RepositoryOptions, platform: str = P
     parameters = [
         f"parameters {{\n  key: {quoted(key)}\n  value: {{ string_value: {quoted(value)} }}\n}}"
         for key, value in sorted(read_metadata(graph).items())
-        if key.startswith("yolact.")
+        if key.startswith(METADATA_PREFIX)
     ]
     return "\n".join(
         [

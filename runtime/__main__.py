@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .detections import COCO_TASKS, Detections
 from .errors import ImageError, ModelError, SegmenterError
-from .files import replaced_on_success, write_bytes
+from contract.files import replaced_on_success, write_bytes
 from .images import read_image
 from .overlay import draw_overlay
 from .segmenter import Segmenter

@@ -18,22 +18,18 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 
+from contract import GraphOutputs
+
 MASK_THRESHOLD = 0.5
 COCO_TASKS = ("bbox", "segm")
 
 
-class RawOutputs(NamedTuple):
-    """The graph's outputs for a batch of B images (K = the model's max detections):
-    num_dets [B] int32, boxes [B, K, 4] float32 normalised x1y1x2y2, scores [B, K] float32,
-    classes [B, K] int32 (-1 in padding), masks [B, K, Hp, Wp] float32 cropped mask probabilities,
-    mask_scores [B, K] float32 (YOLACT++: box score x predicted mask IoU; otherwise the box scores)."""
+class RawOutputs(GraphOutputs):
+    """The graph's outputs (fields: :class:`contract.GraphOutputs`) as numpy arrays: num_dets [B] int32,
+    boxes [B, K, 4] float32 normalised x1y1x2y2, scores [B, K] float32, classes [B, K] int32 (-1 in padding),
+    masks [B, K, Hp, Wp] float32 cropped mask probabilities, mask_scores [B, K] float32."""
 
-    num_dets: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-    masks: np.ndarray
-    mask_scores: np.ndarray
+    __slots__ = ()
 
 
 @dataclass

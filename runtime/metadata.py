@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import ModelError
+from contract import CLASS_NAMES_KEY
 
-CLASS_NAMES_KEY = "yolact.class_names"
-GRAPH_PRECISION_KEY = "yolact.precision"  # written by python -m export --int8
+from .errors import ModelError
 
 
 def class_names_from(metadata: dict[str, str], model: Path) -> list[str]:

@@ -11,11 +11,13 @@ from typing import Any, Iterable, Iterator, NamedTuple, Sequence, Union
 import cv2
 import numpy as np
 
+from contract import PRECISION_KEY
+
 from .backends import is_server_url, open_backend
 from .detections import Detections, RawOutputs, paste_detections
 from .errors import ImageError, ModelError
 from .images import checked_image, read_image
-from .metadata import GRAPH_PRECISION_KEY, class_names_from
+from .metadata import class_names_from
 
 DEFAULT_BATCH_SIZE = 8
 # How many batches' worth of images may wait for others of their size before the fullest size group runs
@@ -97,7 +99,7 @@ class Segmenter:
         """The precision the backend computes in; for an INT8 (QDQ) graph, that of its quantized network and
         of the rest."""
         computes = self._backend.precision
-        if computes != "int8" and self.metadata.get(GRAPH_PRECISION_KEY, "").startswith("int8"):
+        if computes != "int8" and self.metadata.get(PRECISION_KEY, "").startswith("int8"):
             return f"int8 network, {computes} elsewhere"
         return computes
 

@@ -27,14 +27,12 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from command_line import OneLineParser, non_negative_int, positive_int
+from contract import INPUT_NAME, SERVER_DEFAULT_MAX_SIDE
 
-from .backends.base import INPUT_NAME
 from .backends.triton_client import DEFAULT_MODEL_NAME, PRECISION_KEY, SERVED_BY_KEY
 from .errors import ImageError, SegmenterError
 from .segmenter import Segmenter
 
-# The largest image side the exporter lets a graph of dynamic size assume (export.onnx_export.MAX_IMAGE_SIDE).
-MAX_IMAGE_SIDE = 8192
 DEFAULT_MAX_BATCH = 8
 DEFAULT_QUEUE_DELAY_US = 2000
 # Seconds tritonserver waits for the requests in flight when it is asked to stop.
@@ -131,8 +129,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"how long the dynamic batcher waits to fill a batch (default {DEFAULT_QUEUE_DELAY_US})")
     parser.add_argument("--no-dynamic-batching", dest="dynamic_batching", action="store_false",
                         help="run every request as it comes (for comparison)")
-    parser.add_argument("--max-image-side", type=positive_int, default=MAX_IMAGE_SIDE,
-                        help=f"refuse images with a longer side (default {MAX_IMAGE_SIDE})")
+    parser.add_argument("--max-image-side", type=positive_int, default=SERVER_DEFAULT_MAX_SIDE,
+                        help=f"refuse images with a longer side (default {SERVER_DEFAULT_MAX_SIDE})")
     parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino or tensorrt")
     parser.add_argument("--device", help="the backend's device (default: its own)")
     parser.add_argument("--precision", help="fp32, fp16 or bf16 (default fp32)")

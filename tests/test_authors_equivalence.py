@@ -90,9 +90,9 @@ def test_final_image_step(run):
     fixture, _, _, dets, result = run
     height, width = fixture.meta["image_hw"]
     final = to_image(result, 0, height, width)
-    matched = match_detections(fixture, final.classes, dets.boxes[0, : len(final)].numpy(), final.scores, 1e-4)
+    matched = match_detections(fixture, final.class_ids, dets.boxes[0, : len(final)].numpy(), final.scores, 1e-4)
     ok = matched >= 0
-    np.testing.assert_array_equal(final.classes[matched[ok]], fixture["final_class"][ok])
+    np.testing.assert_array_equal(final.class_ids[matched[ok]], fixture["final_class"][ok])
     assert_close(final.scores[matched[ok]], fixture["final_score"][ok], 2e-5, "final scores")
     assert_close(final.boxes[matched[ok]], fixture["final_box"][ok], 1, "final boxes (pixels)")
     theirs_masks = np.unpackbits(fixture["final_masks"], axis=-1)[..., :width].astype(bool)
@@ -108,7 +108,7 @@ def test_mask_scores(run):
     fixture, _, _, dets, result = run
     height, width = fixture.meta["image_hw"]
     final = to_image(result, 0, height, width)
-    matched = match_detections(fixture, final.classes, dets.boxes[0, : len(final)].numpy(), final.scores, 1e-4)
+    matched = match_detections(fixture, final.class_ids, dets.boxes[0, : len(final)].numpy(), final.scores, 1e-4)
     ok = matched >= 0
     theirs = fixture.arrays.get("final_mask_score", fixture["final_score"])
     assert_close(final.mask_scores[matched[ok]], theirs[ok], 2e-5, "mask scores")

@@ -37,7 +37,7 @@ def ground_truth_detections(coco: COCO, image_id: int, category_ids: list[int]) 
     info = coco.imgs[image_id]
     boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in annotations)], dtype=np.int64)
     return ImageDetections(
-        classes=np.array([category_ids.index(a["category_id"]) for a in annotations], dtype=np.int64),
+        class_ids=np.array([category_ids.index(a["category_id"]) for a in annotations], dtype=np.int64),
         scores=np.ones(len(annotations), dtype=np.float32),
         boxes=boxes.reshape(-1, 4),
         masks=np.array([coco.annToMask(a) for a in annotations], dtype=bool).reshape(-1, info["height"], info["width"]),
@@ -102,7 +102,7 @@ def test_coco_detections_map_classes_back_to_category_ids():
     masks[0, 2:5, 3:9] = True
     masks[1, 10:12, 0:4] = True
     dets = ImageDetections(
-        classes=np.array([1, 0]), scores=np.array([0.9, 0.4], dtype=np.float32),
+        class_ids=np.array([1, 0]), scores=np.array([0.9, 0.4], dtype=np.float32),
         boxes=np.array([[3, 2, 9, 5], [0, 10, 4, 12]]), masks=masks, mask_scores=np.array([0.5, 0.3], dtype=np.float32),
     )
     results = coco_detections(5, dets, category_ids=[3, 7])

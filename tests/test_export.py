@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from export.__main__ import main
-from export.onnx_export import OUTPUT_NAMES, read_metadata, run_onnxruntime
+from contract import OUTPUT_NAMES
+from export.onnx_export import read_metadata, run_onnxruntime
 from export.openvino_export import network_op_names, read_ir_metadata
 from export.quantize import final_convolutions, fold_input_scaling, network_nodes
 from export.trt_check import check_model

@@ -12,7 +12,8 @@ import torch
 
 from authors_fixture import assert_close, load_fixture, match_detections, recipe_state_dict
 from export.__main__ import main
-from export.onnx_export import OUTPUT_NAMES, read_metadata
+from contract import OUTPUT_NAMES
+from export.onnx_export import read_metadata
 from export.trt_check import check_model
 from yolact import BatchResult, to_image
 
@@ -84,7 +85,7 @@ def test_final_masks_and_mask_scores_match_the_authors(exported):
     height, width = fixture.meta["image_hw"]
     final = to_image(BatchResult(*(torch.from_numpy(out[name]) for name in OUTPUT_NAMES)), 0, height, width)
     n = len(final)
-    matched = match_detections(fixture, final.classes, out["boxes"][0, :n], final.scores, 1e-4)
+    matched = match_detections(fixture, final.class_ids, out["boxes"][0, :n], final.scores, 1e-4)
     ok = matched >= 0
     assert_close(final.boxes[matched[ok]], fixture["final_box"][ok], 1, "final boxes (pixels)")
     assert_close(final.mask_scores[matched[ok]], fixture["final_mask_score"][ok], 2e-5, "mask scores")
@@ -104,7 +105,7 @@ def test_runtime_on_the_yolact_plus_graph_gives_the_final_image_step(exported):
     reference = to_image(BatchResult(*(torch.from_numpy(out[name]) for name in OUTPUT_NAMES)), 0, height, width)
     (dets,) = Segmenter(path, backend="onnxruntime", score_threshold=0.0)([fixture["image_bgr"]])
     keep = reference.scores > 0.0
-    np.testing.assert_array_equal(dets.class_ids, reference.classes[keep])
+    np.testing.assert_array_equal(dets.class_ids, reference.class_ids[keep])
     assert_close(dets.scores, reference.scores[keep], 1e-6, "scores")
     assert_close(dets.mask_scores, reference.mask_scores[keep], 1e-6, "mask scores")
     assert_close(dets.boxes, reference.boxes[keep], 1, "boxes (pixels)")

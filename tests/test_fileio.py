@@ -6,15 +6,16 @@ import os
 
 import pytest
 
-from yolact.fileio import ImageReadError, atomic_path, read_bgr_image, write_text_atomic
+from yolact.fileio import ImageReadError, read_bgr_image
+from contract.files import replaced_on_success, write_text
 
 
 def test_atomic_write_replaces_whole_file_with_ordinary_mode(tmp_path):
     target = tmp_path / "sub" / "out.json"
-    write_text_atomic(target, "old")
+    write_text(target, "old")
     old_umask = os.umask(0o022)
     try:
-        write_text_atomic(target, "new")
+        write_text(target, "new")
     finally:
         os.umask(old_umask)
     assert target.read_text() == "new"
@@ -26,7 +27,7 @@ def test_failed_write_leaves_previous_file_and_no_temporary(tmp_path):
     target = tmp_path / "out.bin"
     target.write_bytes(b"previous")
     with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
+        with replaced_on_success(target) as tmp:
             tmp.write_bytes(b"half")
             raise RuntimeError("crash mid-write")
     assert target.read_bytes() == b"previous"

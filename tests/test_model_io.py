@@ -128,7 +128,7 @@ def test_batch_prediction_equals_one_image_at_a_time(tiny_weights):
         cut = alone.scores.min(initial=1.0) + 1e-5
         for i in range(len(alone)):
             same = (
-                (batched.classes == alone.classes[i])
+                (batched.class_ids == alone.class_ids[i])
                 & (np.abs(batched.scores - alone.scores[i]) <= 1e-5)
                 & (np.abs(batched.boxes - alone.boxes[i]).max(axis=1) <= 1)
             )

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from yolact.checkpoint import CheckpointError, load_file
-from yolact.fileio import atomic_path
+from contract.files import replaced_on_success
 
 from .errors import TrainError
 
@@ -49,7 +49,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
+    with replaced_on_success(path) as tmp:
         torch.save(state, tmp)
 
 

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 
-from yolact.fileio import atomic_path  # noqa: E402
+from contract.files import replaced_on_success  # noqa: E402
 
 LOSS_PARTS = ("box", "conf", "mask", "maskiou", "segm", "total")
 AP_METRICS = ("box/AP", "box/AP50", "mask/AP", "mask/AP50")
@@ -44,6 +44,6 @@ def draw_curves(log_path: Path, png_path: Path) -> None:
 def save_figure(fig, path: Path) -> None:
     """Lay out ``fig``, write it as PNG atomically and release it."""
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with replaced_on_success(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import torch
 
 from .config import CONFIGS, YolactConfig, get_config
-from .fileio import atomic_path
+from contract.files import replaced_on_success
 from .model import Yolact
 
 
@@ -156,5 +156,5 @@ def load_model(
 
 def save_weights(model: Yolact, path: str | os.PathLike) -> None:
     """Write the model's weights (authors' layout) plus its config, atomically."""
-    with atomic_path(path) as tmp:
+    with replaced_on_success(path) as tmp:
         torch.save({"model": model.state_dict(), "config": model.cfg.to_dict()}, tmp)

@@ -18,7 +18,7 @@ from .config import YolactConfig
 from .model import MaskIoUNet, YolactOutput
 
 
-class Detections(NamedTuple):
+class PaddedDetections(NamedTuple):
     """Detections of a batch of B images, K = ``max_num_detections`` slots each, sorted by score.
 
     - num_dets [B] int64: valid slots per image (the first ``num_dets`` of each row)
@@ -121,15 +121,15 @@ def _gather_detections(
     scores: torch.Tensor,
     prior_index: torch.Tensor,
     classes: torch.Tensor,
-) -> Detections:
+) -> PaddedDetections:
     valid = prior_index >= 0
     safe_index = prior_index.clamp(min=0)
     det_boxes = boxes.gather(1, safe_index[..., None].expand(-1, -1, 4)) * valid[..., None]
     det_coeffs = coeffs.gather(1, safe_index[..., None].expand(-1, -1, coeffs.shape[-1])) * valid[..., None]
-    return Detections(num_dets, det_boxes, scores, classes, det_coeffs, prior_index)
+    return PaddedDetections(num_dets, det_boxes, scores, classes, det_coeffs, prior_index)
 
 
-def detect(output: YolactOutput, cfg: YolactConfig) -> Detections:
+def detect(output: YolactOutput, cfg: YolactConfig) -> PaddedDetections:
     """The authors' ``Detect`` with Fast NMS, batched: pre-filter, per-class Fast NMS on the top
     ``nms_top_k``, then the best ``max_num_detections`` over all classes.
 
@@ -151,7 +151,7 @@ def detect(output: YolactOutput, cfg: YolactConfig) -> Detections:
     return _gather_detections(boxes, output.coeffs, *selected)
 
 
-def detect_traditional(output: YolactOutput, cfg: YolactConfig) -> Detections:
+def detect_traditional(output: YolactOutput, cfg: YolactConfig) -> PaddedDetections:
     """Exact (sequential) NMS per class, the slower baseline the paper compares Fast NMS against.
 
     Per class, candidates scoring above ``nms_conf_thresh`` are suppressed greedily by torchvision's
@@ -178,7 +178,7 @@ def detect_traditional(output: YolactOutput, cfg: YolactConfig) -> Detections:
     return _gather_detections(boxes, output.coeffs, num_dets, det_scores, det_priors, det_classes)
 
 
-def assemble_masks(protos: torch.Tensor, detections: Detections) -> torch.Tensor:
+def assemble_masks(protos: torch.Tensor, detections: PaddedDetections) -> torch.Tensor:
     """sigmoid(P Cᵀ) cropped by each box with 1 prototype-pixel of padding; zero for padding slots.
 
     protos [B, Hp, Wp, k], detections with K slots -> [B, K, Hp, Wp] mask probabilities.

@@ -48,7 +48,7 @@ def coco_detections(image_id: int, dets: ImageDetections, category_ids: list[int
     return [
         {
             "image_id": int(image_id),
-            "category_id": int(category_ids[int(dets.classes[i])]),
+            "category_id": int(category_ids[int(dets.class_ids[i])]),
             "bbox": [float(x1[i]), float(y1[i]), float(x2[i] - x1[i]), float(y2[i] - y1[i])],
             "score": float(dets.scores[i]),
             "mask_score": float(dets.mask_scores[i]),

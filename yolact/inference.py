@@ -3,33 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract import GraphOutputs
+
 from .box_utils import sanitize_coordinates
-from .detection import Detections, assemble_masks, detect, detect_traditional, rescore_masks
+from .detection import PaddedDetections, assemble_masks, detect, detect_traditional, rescore_masks
 from .model import Yolact
 from .preprocess import preprocess
 
 
-class BatchResult(NamedTuple):
-    """Static-shape results of a batch (K = ``max_num_detections``), as the exported graph returns them.
-
-    num_dets [B], boxes [B, K, 4] normalised x1y1x2y2, scores [B, K] (box scores), classes [B, K] (-1 in
-    padding), masks [B, K, Hp, Wp] cropped mask probabilities at prototype resolution, mask_scores [B, K]
-    (YOLACT++ with re-scoring: box score x predicted mask IoU; otherwise equal to ``scores``).
+class BatchResult(GraphOutputs):
+    """Static-shape results of a batch (K = ``max_num_detections``) as torch tensors, the fields of
+    :class:`contract.GraphOutputs` that the exported graph returns: num_dets [B], boxes [B, K, 4] normalised
+    x1y1x2y2, scores [B, K] (box scores), classes [B, K] (-1 in padding), masks [B, K, Hp, Wp] cropped mask
+    probabilities at prototype resolution, mask_scores [B, K] (YOLACT++ with re-scoring: box score x
+    predicted mask IoU; otherwise equal to ``scores``).
     """
 
-    num_dets: torch.Tensor
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    classes: torch.Tensor
-    masks: torch.Tensor
-    mask_scores: torch.Tensor
+    __slots__ = ()
 
 
 class EndToEnd(nn.Module):
@@ -53,7 +50,7 @@ class EndToEnd(nn.Module):
         """Same as forward, for an already preprocessed batch [B, 3, S, S]."""
         return self.from_detections(*self.detections(x))
 
-    def from_detections(self, dets: Detections, protos: torch.Tensor) -> BatchResult:
+    def from_detections(self, dets: PaddedDetections, protos: torch.Tensor) -> BatchResult:
         """Masks (and for YOLACT++ their re-scoring) for the detections of :meth:`detections`."""
         masks = assemble_masks(protos, dets)
         if self.model.cfg.rescore_mask:
@@ -62,7 +59,7 @@ class EndToEnd(nn.Module):
             mask_scores = dets.scores
         return BatchResult(dets.num_dets, dets.boxes, dets.scores, dets.classes, masks, mask_scores)
 
-    def detections(self, x: torch.Tensor) -> tuple[Detections, torch.Tensor]:
+    def detections(self, x: torch.Tensor) -> tuple[PaddedDetections, torch.Tensor]:
         """Detections (with coefficients and prior indices) and prototypes for a preprocessed batch."""
         output = self.model(x)
         run_nms = detect if self.nms == "fast" else detect_traditional
@@ -71,26 +68,32 @@ class EndToEnd(nn.Module):
 
 @dataclass
 class ImageDetections:
-    """Detections of one image in its own pixel coordinates (N detections, image H x W).
+    """Detections of one image in its own pixel coordinates (N detections, image H x W); the fields of
+    ``runtime.Detections`` in the same order, without the class names and the image size.
 
-    classes [N] int64 (0-based), scores [N] float32 box scores, boxes [N, 4] int64 x1y1x2y2 pixels,
+    boxes [N, 4] int64 x1y1x2y2 pixels, scores [N] float32 box scores, class_ids [N] int64 (0-based),
     masks [N, H, W] bool, mask_scores [N] float32 (what ranks the masks; see :class:`BatchResult`).
     """
 
-    classes: np.ndarray
-    scores: np.ndarray
     boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
     masks: np.ndarray
     mask_scores: np.ndarray
 
     def __len__(self) -> int:
         return len(self.scores)
 
+    @property
+    def classes(self) -> np.ndarray:
+        """``class_ids`` under its name until 0.1 (documented then); kept for one release."""
+        return self.class_ids
+
     def above(self, score_threshold: float) -> "ImageDetections":
         """The detections whose box score is above the threshold."""
         keep = self.scores > score_threshold
         return ImageDetections(
-            self.classes[keep], self.scores[keep], self.boxes[keep], self.masks[keep], self.mask_scores[keep]
+            self.boxes[keep], self.scores[keep], self.class_ids[keep], self.masks[keep], self.mask_scores[keep]
         )
 
 
@@ -108,9 +111,9 @@ def to_image(result: BatchResult, index: int, height: int, width: int) -> ImageD
     y1, y2 = sanitize_coordinates(boxes[:, 1], boxes[:, 3], height)
     pixel_boxes = torch.stack((x1, y1, x2, y2), dim=1).long()
     return ImageDetections(
-        classes=result.classes[index, :n].cpu().numpy().astype(np.int64),
-        scores=result.scores[index, :n].float().cpu().numpy(),
         boxes=pixel_boxes.cpu().numpy(),
+        scores=result.scores[index, :n].float().cpu().numpy(),
+        class_ids=result.classes[index, :n].cpu().numpy().astype(np.int64),
         masks=(masks > 0.5).cpu().numpy(),
         mask_scores=result.mask_scores[index, :n].float().cpu().numpy(),
     )

@@ -19,7 +19,8 @@ import torch
 
 from .checkpoint import CheckpointError, load_model
 from .config import CONFIGS
-from .fileio import ImageReadError, read_bgr_image, write_text_atomic
+from .fileio import ImageReadError, read_bgr_image
+from contract.files import write_text
 from .inference import ImageDetections, predict_with_prototypes
 from .visualize import draw_detections, prototype_grid, save_png
 
@@ -34,8 +35,8 @@ def detections_json(path: Path, image: np.ndarray, dets: ImageDetections, class_
         rle = mask_utils.encode(np.asfortranarray(dets.masks[i].astype(np.uint8)))
         records.append(
             {
-                "class_id": int(dets.classes[i]),
-                "class_name": class_names[dets.classes[i]],
+                "class_id": int(dets.class_ids[i]),
+                "class_name": class_names[dets.class_ids[i]],
                 "score": round(float(dets.scores[i]), 6),
                 "mask_score": round(float(dets.mask_scores[i]), 6),
                 "box_xyxy": [int(v) for v in dets.boxes[i]],
@@ -48,7 +49,7 @@ def detections_json(path: Path, image: np.ndarray, dets: ImageDetections, class_
 
 def write_outputs(out_dir: Path, path: Path, image: np.ndarray, dets: ImageDetections, class_names: Sequence[str]):
     save_png(out_dir / f"{path.stem}.png", draw_detections(image, dets, class_names))
-    write_text_atomic(out_dir / f"{path.stem}.json", json.dumps(detections_json(path, image, dets, class_names), indent=1))
+    write_text(out_dir / f"{path.stem}.json", json.dumps(detections_json(path, image, dets, class_names), indent=1))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -7,7 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .fileio import write_bytes_atomic
+from contract.files import write_bytes
 from .inference import ImageDetections
 
 
@@ -35,7 +35,7 @@ def draw_detections(
         color = instance_color(i)
         x1, y1, x2, y2 = (int(v) for v in dets.boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), color, 1)
-        label = f"{class_names[dets.classes[i]]} {dets.scores[i]:.2f}"
+        label = f"{class_names[dets.class_ids[i]]} {dets.scores[i]:.2f}"
         if dets.mask_scores[i] != dets.scores[i]:
             label += f"/{dets.mask_scores[i]:.2f}"
         (tw, th), baseline = cv2.getTextSize(label, font, scale, thickness)
@@ -72,4 +72,4 @@ def save_png(path, image_bgr: np.ndarray) -> None:
     ok, png = cv2.imencode(".png", image_bgr)
     if not ok:
         raise ValueError(f"{path}: OpenCV could not encode the image as PNG")
-    write_bytes_atomic(path, png.tobytes())
+    write_bytes(path, png.tobytes())

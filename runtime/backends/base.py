@@ -9,11 +9,11 @@ from types import ModuleType
 
 import numpy as np
 
+from contract import OUTPUT_NAMES
+
 from ..detections import RawOutputs
 from ..errors import ModelError
 
-INPUT_NAME = "images"
-OUTPUT_NAMES = tuple(RawOutputs._fields)
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 

@@ -12,7 +12,9 @@ import numpy as np
 
 from ..detections import RawOutputs
 from ..errors import ModelError, one_line
-from .base import INPUT_NAME, OUTPUT_NAMES, Backend, check_outputs, import_library, static_dims
+from contract import INPUT_NAME, OUTPUT_NAMES
+
+from .base import Backend, check_outputs, import_library, static_dims
 
 TENSORRT_EP, CUDA_EP, OPENVINO_EP, CPU_EP = (
     "TensorrtExecutionProvider",

@@ -16,7 +16,9 @@ import numpy as np
 
 from ..detections import RawOutputs
 from ..errors import ModelError, one_line
-from .base import OUTPUT_NAMES, Backend, check_outputs, import_library, static_dims
+from contract import OUTPUT_NAMES
+
+from .base import Backend, check_outputs, import_library, static_dims
 
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 HINT_NAMES = {hint: name for name, hint in PRECISION_HINTS.items()}

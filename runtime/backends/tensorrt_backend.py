@@ -17,7 +17,9 @@ import numpy as np
 
 from ..detections import RawOutputs
 from ..errors import ModelError
-from .base import INPUT_NAME, OUTPUT_NAMES, Backend, check_outputs, import_library
+from contract import INPUT_NAME, OUTPUT_NAMES
+
+from .base import Backend, check_outputs, import_library
 
 INSTALL = "pip install 'yolact-runtime[tensorrt]' on a machine with an NVIDIA GPU"
 

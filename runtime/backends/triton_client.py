@@ -15,7 +15,9 @@ import numpy as np
 
 from ..detections import RawOutputs
 from ..errors import ModelError
-from .base import INPUT_NAME, OUTPUT_NAMES, Backend, import_library
+from contract import INPUT_NAME, METADATA_PREFIX, OUTPUT_NAMES
+
+from .base import Backend, import_library
 
 SCHEMES = ("grpc", "http")
 DEFAULT_MODEL_NAME = "yolact"
@@ -87,7 +89,7 @@ class TritonClientBackend(Backend):
             raise
         config = config.get("config", config)  # gRPC wraps it in {"config": ...}
         parameters = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
-        self.metadata = {key: value for key, value in parameters.items() if key.startswith("yolact.")}
+        self.metadata = {key: value for key, value in parameters.items() if key.startswith(METADATA_PREFIX)}
         self.max_batch = int(config.get("max_batch_size", 0)) or None
         self.input_size = None
         self.precision = parameters.get(PRECISION_KEY, "fp32")

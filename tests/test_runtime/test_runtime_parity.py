@@ -25,7 +25,7 @@ ODD_SIZES = [(20, 30), (7, 300), (128, 128), (700, 500)]
 
 def assert_same_detections(found: Detections, expected: ImageDetections, score_atol: float) -> None:
     assert len(found) == len(expected)
-    np.testing.assert_array_equal(found.class_ids, expected.classes)
+    np.testing.assert_array_equal(found.class_ids, expected.class_ids)
     # Whole pixels, truncated: float noise of 1e-6 in the graph moves a box side that lies on a pixel boundary
     # by one pixel.
     assert np.abs(found.boxes - expected.boxes).max(initial=0) <= 1
@@ -55,7 +55,7 @@ def test_paste_gives_the_numbers_of_to_image(onnxruntime_segmenter, images):
         reference = to_image(torch_result(raw), 0, height, width).above(0.5)
         found = paste_detections(raw, 0, height, width, 0.5, onnxruntime_segmenter.class_names)
         assert_same_detections(found, reference, score_atol=0)
-        assert found.class_names == [onnxruntime_segmenter.class_names[c] for c in reference.classes]
+        assert found.class_names == [onnxruntime_segmenter.class_names[c] for c in reference.class_ids]
         pasted += len(found)
     assert pasted > 300  # the threshold keeps many detections, and drops some
 
@@ -142,7 +142,7 @@ def test_bad_images_are_named(onnxruntime_segmenter, tmp_path):
 
 def test_json_record_is_the_format_of_yolact_predict(onnxruntime_segmenter, images):
     dets = onnxruntime_segmenter(images[0])[0]
-    as_predict = ImageDetections(dets.class_ids, dets.scores, dets.boxes, dets.masks, dets.mask_scores)
+    as_predict = ImageDetections(dets.boxes, dets.scores, dets.class_ids, dets.masks, dets.mask_scores)
     expected = detections_json(Path("scene.jpg"), images[0], as_predict, onnxruntime_segmenter.class_names)
     assert dets.to_json("scene.jpg") == expected
 
