@@ -19,12 +19,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 import runtime
-from command_line import OneLineParser, image_size
+from command_line import entry_parser, entry_point, image_size
 from export.calibration import calibration_files
 from export.onnx_export import export_onnx
 from yolact.data import ensure_shapes_dataset
@@ -33,6 +34,7 @@ from contract.files import write_text
 from .machine import cpu_description, machine_details, machine_tag
 from .variants import load_or_recipe
 
+PROG = "python -m benchmarks.cpp_runtime"
 RESULTS = Path(__file__).parent / "results"
 CPP_SOURCE = Path(__file__).parents[1] / "runtime" / "cpp"
 EXAMPLE = "yolact_segment"
@@ -127,8 +129,9 @@ def paste_markdown(report: dict) -> str:
             f"C++ {cpp:.2f} ms, Python {python:.2f} ms ({python / cpp:.2f}x the C++ time).\n")
 
 
-def main(argv=None) -> int:
-    parser = OneLineParser(prog="python -m benchmarks.cpp_runtime", description=__doc__.split("\n\n")[0])
+@entry_point(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--config", default="yolact_base")
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the authors' recipe weights)")
     parser.add_argument("--build-dir", type=Path, default=Path("build/cpp"), help="CMake build folder (built if needed)")

@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -30,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torchvision.ops import deform_conv2d
 from tqdm import tqdm
 
-from command_line import OneLineParser, image_size, positive_int
+from command_line import entry_parser, entry_point, image_size, positive_int
 from yolact.config import CONFIGS, get_config
 from yolact.deform_conv import ModulatedDeformConv2d
 from contract.files import write_text
@@ -40,6 +41,7 @@ from .fps import encoded_images
 from .machine import cpu_description, machine_details, machine_tag
 from .variants import load_or_recipe, set_threads
 
+PROG = "python -m benchmarks.deform_conv"
 RESULTS = Path(__file__).parent / "results"
 KERNELS = ("onnxruntime_deform_conv", "torchvision_deform_conv2d", "openvino_ir", "onnxruntime_plain_conv")
 
@@ -154,8 +156,9 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    parser = OneLineParser(prog="python -m benchmarks.deform_conv", description=__doc__.split("\n\n")[0])
+@entry_point(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--config", default="yolact_plus_base", choices=sorted(CONFIGS), metavar="CONFIG", help="a YOLACT++ config")
     parser.add_argument("--image-size", default="480x640", help="HxW of the image (resized to the config's input)")
     parser.add_argument("--threads", type=positive_int, default=2)

@@ -26,13 +26,14 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 import onnx
 from tqdm import tqdm
 
-from command_line import OneLineParser, positive_int
+from command_line import entry_parser, entry_point, positive_int
 from contract import INPUT_NAME, OUTPUT_NAMES
 from export.onnx_export import export_onnx
 from runtime.backends.onnxruntime_backend import CPU_EP, CUDA_EP, OPENVINO_EP, TENSORRT_EP
@@ -46,6 +47,7 @@ from .fps import encoded_images
 from .machine import machine_details, machine_tag
 from .variants import load_or_recipe
 
+PROG = "python -m benchmarks.divergence"
 RESULTS = Path(__file__).parent / "results"
 PROVIDERS = {"cpu": CPU_EP, "cuda": CUDA_EP, "tensorrt": TENSORRT_EP, "openvino": OPENVINO_EP}
 OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
@@ -272,8 +274,9 @@ def diverge(model_path: Path, candidate_path: Path, reference: BackendSpec, cand
     }
 
 
-def main(argv=None) -> int:
-    parser = OneLineParser(prog="python -m benchmarks.divergence", description=__doc__.split("\n\n")[0])
+@entry_point(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = entry_parser(PROG, __doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="an exported .onnx")
     source.add_argument("--config", choices=sorted(CONFIGS), metavar="CONFIG", help="export this config first (recipe weights unless --weights)")

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -32,7 +33,7 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
-from command_line import OneLineParser, image_size
+from command_line import entry_parser, entry_point, image_size
 from export.calibration import calibration_files
 from contract import INPUT_NAME, OUTPUT_NAMES
 from export.quantize import final_convolutions
@@ -45,6 +46,7 @@ from .machine import cpu_description, machine_details, machine_tag
 from .variants import (SPECS, GraphFiles, add_int8_options, export_graphs, int8_recipe, load_or_recipe, open_variant,
                        set_threads, skip_reason)
 
+PROG = "python -m benchmarks.fps"
 RESULTS = Path(__file__).parent / "results"
 STAGES = ("decode_upload", "graph", "paste")
 NETWORK_GRAPH, POST_PROCESSING_GRAPH = "network_only.onnx", "post_processing.onnx"
@@ -295,7 +297,7 @@ def write_report(args, started: datetime.datetime, samples: dict, skipped: dict,
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = OneLineParser(prog="python -m benchmarks.fps", description=__doc__.split("\n\n")[0])
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--config", default="yolact_small", help="model config (headline: yolact_base)")
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the authors' recipe weights)")
     parser.add_argument("--variants", nargs="+", choices=sorted(SPECS), default=list(SPECS), metavar="VARIANT",
@@ -323,7 +325,8 @@ def parse_args(argv) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
+@entry_point(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         sample_variant(args)

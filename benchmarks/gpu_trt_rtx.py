@@ -9,15 +9,16 @@ not raised. The plugin EP API (onnxruntime >= 1.23): ``register_execution_provid
 
 from __future__ import annotations
 
-import argparse
 import glob
 import importlib
 import json
 import site
+import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -26,8 +27,10 @@ from benchmarks.machine import machine_details
 from contract import INPUT_NAME, OUTPUT_NAMES
 from export.onnx_export import export_onnx
 from yolact import Yolact, get_config, load_model
+from command_line import entry_parser, entry_point
 from contract.files import write_text
 
+PROG = "python -m benchmarks.gpu_trt_rtx"
 EP_NAME = "NvTensorRTRTXExecutionProvider"
 LIBRARY_GLOB = "**/*onnxruntime_providers_nv_tensorrt_rtx*"
 PACKAGES = ("onnxruntime_ep_nv_tensorrt_rtx", "onnxruntime_ep_nv_tensorrt_rtx_cu13", "onnxruntime_ep_nv_tensorrt_rtx_cu12")
@@ -95,8 +98,9 @@ def step(record: dict, name: str, action):
         return None
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@entry_point(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--onnx", type=Path, help="an exported graph (default: export one)")
     parser.add_argument("--weights", type=Path, help="checkpoint to export (default: random yolact_small)")
     parser.add_argument("--config")
@@ -125,8 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
                 record["rtx_latency_ms"] = step(record, "rtx_latency", lambda: latency_ms(session, images))
     write_text(args.out, json.dumps(record, indent=2, default=str))
     print(json.dumps({k: v for k, v in record.items() if k != "machine"}, indent=2, default=str))
-    return record
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,13 +16,14 @@ import datetime
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
-from command_line import OneLineParser, positive_int
+from command_line import entry_parser, entry_point, positive_int
 from train.curves import save_figure
 from yolact.checkpoint import load_model
 from yolact.data import CocoDataset, DatasetError, eval_transform
@@ -32,6 +33,7 @@ from yolact.inference import predict
 from .machine import cpu_description, machine_details, machine_tag
 from .variants import add_dataset_options, resolve_dataset, set_threads
 
+PROG = "python -m benchmarks.mask_rescoring"
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -90,8 +92,9 @@ def scatter(rows: np.ndarray, title: str, path: Path) -> None:
     save_figure(fig, path)
 
 
-def main(argv=None) -> int:
-    parser = OneLineParser(prog="python -m benchmarks.mask_rescoring", description=__doc__.split("\n\n")[0])
+@entry_point(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--weights", type=Path, required=True, help="a trained YOLACT++ checkpoint")
     parser.add_argument("--config", help="config name (default: the checkpoint's own)")
     add_dataset_options(parser)

@@ -16,10 +16,11 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
-from command_line import OneLineParser
+from command_line import entry_parser, entry_point
 from yolact.data import CocoDataset, DatasetError, eval_transform
 from yolact.evaluation import evaluate_detector
 from contract.files import write_text
@@ -28,6 +29,7 @@ from .machine import cpu_description, machine_details, machine_tag
 from .variants import (REFERENCE, SPECS, add_dataset_options, add_int8_options, export_graphs, int8_recipe,
                        load_or_recipe, open_variant, resolve_dataset, set_threads, skip_reason)
 
+PROG = "python -m benchmarks.parity"
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_WEIGHTS = Path("runs/train/weights.pth")
 METRICS = ("box/AP", "box/AP50", "mask/AP", "mask/AP50")
@@ -59,7 +61,7 @@ def markdown_table(report: dict) -> str:
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = OneLineParser(prog="python -m benchmarks.parity", description=__doc__.split("\n\n")[0])
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
                         help=f"checkpoint (default: {DEFAULT_WEIGHTS}, what python -m train leaves)")
     parser.add_argument("--recipe-weights", action="store_true", help="the authors' recipe weights instead of --weights")
@@ -83,17 +85,14 @@ def parse_args(argv) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
+@entry_point(PROG, bad_input=(DatasetError,))
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
     started = datetime.datetime.now(datetime.timezone.utc)
     weights = None if args.recipe_weights else args.weights
     model = load_or_recipe(args.config, weights, "cpu")
-    try:
-        dataset = CocoDataset(args.images, args.annotations, eval_transform(model.cfg))
-    except DatasetError as exc:
-        print(f"python -m benchmarks.parity: error: {exc}", file=sys.stderr)
-        return 2
+    dataset = CocoDataset(args.images, args.annotations, eval_transform(model.cfg))
     names = [REFERENCE, *(n for n in args.variants if n != REFERENCE)]
     skipped = {name: why for name in names if (why := skip_reason(SPECS[name], args.device, model.cfg.model_family))}
     runnable = [name for name in names if name not in skipped]
@@ -140,7 +139,7 @@ def main(argv=None) -> int:
     print(markdown_table(report))
     print(f"wrote {stem}.json and .md")
     if failed:
-        print(f"python -m benchmarks.parity: {', '.join(failed)} outside tolerance", file=sys.stderr)
+        print(f"{PROG}: {', '.join(failed)} outside tolerance", file=sys.stderr)
         return 1
     return 0
 

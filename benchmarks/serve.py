@@ -26,13 +26,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 import runtime
-from command_line import OneLineParser, image_size, non_negative_int, positive_float, positive_int
+from command_line import entry_parser, entry_point, image_size, non_negative_int, positive_float, positive_int
 from runtime.serve import ServerProcess
 from contract.files import write_text
 
@@ -41,6 +42,7 @@ from .fps import encoded_images
 from .machine import cpu_description, machine_details, machine_tag, package_versions
 from .variants import SPECS, export_graphs, load_or_recipe
 
+PROG = "python -m benchmarks.serve"
 RESULTS = Path(__file__).parent / "results"
 # Every client loop stops at the cell's duration or at this many requests, whichever comes first.
 MAX_REQUESTS_PER_CLIENT = 10_000
@@ -242,7 +244,7 @@ def markdown(report: dict) -> str:
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = OneLineParser(prog="python -m benchmarks.serve", description=__doc__.split("\n\n")[0])
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--config", default="yolact_small", help="model config (also: yolact_base)")
     parser.add_argument("--clients", type=positive_int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--protocols", nargs="+", choices=("grpc", "http"), default=["grpc", "http"])
@@ -263,7 +265,8 @@ def parse_args(argv) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
+@entry_point(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = datetime.datetime.now(datetime.timezone.utc)
     setups = [ServerSetup(batching == "on", instances) for batching in args.batching for instances in args.instances]

@@ -10,21 +10,28 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
+from command_line import entry_point
+from contract.files import write_bytes, write_text
+from train.curves import read_log
+from train.errors import TrainError
 from train.options import parse_options
 from train.trainer import run_training
-from train.curves import read_log
-from contract.files import write_bytes, write_text
+from yolact.checkpoint import CheckpointError
+from yolact.data import DatasetError
 
 from .machine import machine_details
 
+PROG = "python -m benchmarks.train_cpu"
 RESULTS = Path(__file__).parent / "results"
 
 
-def main() -> int:
-    argv = sys.argv[1:]
+@entry_point(PROG, bad_input=(TrainError, CheckpointError, DatasetError))
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     options = parse_options(argv)
     started = datetime.datetime.now(datetime.timezone.utc)
     wall_start = time.monotonic()

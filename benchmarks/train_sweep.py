@@ -16,12 +16,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 from train.curves import read_log
+from command_line import entry_parser, entry_point
 from contract.files import write_text
 
 from .machine import cpu_description, machine_details
 
+PROG = "python -m benchmarks.train_sweep"
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("box/AP", "mask/AP", "mask/AP50")
 
@@ -68,8 +71,9 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_sweep", description=__doc__.splitlines()[0])
+@entry_point(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("variants", nargs="+", type=parse_variant, metavar="NAME:TRAIN-OPTIONS")
     parser.add_argument("--common", default="", help="options given to every variant (e.g. '--workers 2')")
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"), help="folder for the runs")

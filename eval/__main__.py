@@ -1,4 +1,4 @@
-"""``python -m eval --weights W``: COCO box and mask AP of a checkpoint, printed and written as JSON.
+"""Evaluates a checkpoint: COCO box and mask AP, printed and written as JSON (``python -m eval --weights W``).
 
 Without ``--images/--annotations`` it evaluates on the val split of the embedded shapes dataset.
 """
@@ -14,14 +14,17 @@ from pathlib import Path
 
 import torch
 
+from command_line import UsageError, entry_parser, entry_point
+from contract.files import write_text
 from yolact import CheckpointError, load_model
 from yolact.data import DatasetError, ensure_shapes_dataset
 from yolact.evaluation import evaluate, format_table
-from contract.files import write_text
+
+PROG = "python -m eval"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__.splitlines()[0])
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (.pth) to evaluate")
     parser.add_argument("--config", help="config name; default: the one saved in the checkpoint")
     parser.add_argument("--images", type=Path, help="image folder (default: embedded shapes val split)")
@@ -61,16 +64,12 @@ def run(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} and {detections_file}")
 
 
+@entry_point(PROG, bad_input=(CheckpointError, DatasetError))
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda: no CUDA device available", file=sys.stderr)
-        return 2
-    try:
-        run(args)
-    except (CheckpointError, DatasetError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError("--device cuda: no CUDA device available")
+    run(args)
     return 0
 
 

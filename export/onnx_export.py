@@ -42,7 +42,13 @@ MAX_BATCH = 256
 
 
 class ExportError(Exception):
-    """The export cannot proceed or produced a graph that fails verification; the message is one line."""
+    """The export cannot proceed as asked (bad input: weights, options, paths, a missing library); the
+    message is one line."""
+
+
+class ExportFailed(ExportError):
+    """The export of good input failed (a graph that fails verification, a library that cannot convert it);
+    the message is one line."""
 
 
 class ExportModule(nn.Module):
@@ -155,7 +161,7 @@ def drop_attributes_unknown_to(model: onnx.ModelProto, opset: int) -> None:
         for attr in [a for a in node.attribute if a.name not in known]:
             default = newest[attr.name].default_value if attr.name in newest else None
             if default is None or onnx.helper.get_attribute_value(attr) != onnx.helper.get_attribute_value(default):
-                raise ExportError(f"{node.op_type} attribute {attr.name} has no opset-{opset} equivalent")
+                raise ExportFailed(f"{node.op_type} attribute {attr.name} has no opset-{opset} equivalent")
             node.attribute.remove(attr)
 
 
@@ -229,13 +235,13 @@ def verify(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     model."""
     found = written_opset(model)
     if found != opset:
-        raise ExportError(f"the exported graph declares opset {found}, not the requested {opset}")
+        raise ExportFailed(f"the exported graph declares opset {found}, not the requested {opset}")
     try:
         onnx.checker.check_model(model, full_check=True)
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first_line = str(exc).strip().splitlines()[0]
-        raise ExportError(f"the exported graph fails onnx.checker: {first_line}") from None
+        raise ExportFailed(f"the exported graph fails onnx.checker: {first_line}") from None
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:

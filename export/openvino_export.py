@@ -26,7 +26,7 @@ from yolact import Yolact
 from contract import INPUT_NAME, OUTPUT_NAMES, PRECISION_KEY
 
 from .calibration import calibration_batches
-from .onnx_export import ExportError, ExportModule, example_images, model_metadata
+from .onnx_export import ExportFailed, ExportModule, example_images, model_metadata
 from .quantize import MASK_IOU_HEAD
 
 METADATA_SECTION = "framework"
@@ -75,7 +75,7 @@ def convert_to_openvino(model: Yolact, static_input: bool = False):
         warnings.simplefilter("ignore")  # the tracer's warnings about sizes that are constant by design
         converted = ov.convert_model(module, example_input=(images,), input=[(INPUT_NAME, shape, ov.Type.u8)])
     if len(converted.outputs) != len(OUTPUT_NAMES):
-        raise ExportError(f"OpenVINO converted the model to {len(converted.outputs)} outputs, not {len(OUTPUT_NAMES)}")
+        raise ExportFailed(f"OpenVINO converted the model to {len(converted.outputs)} outputs, not {len(OUTPUT_NAMES)}")
     # Only the graph's own names: the tracer's tensor names would otherwise surface as aliases of the
     # outputs once a plugin folds the int32 casts away.
     for op in converted.get_ordered_ops():

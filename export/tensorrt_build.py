@@ -14,7 +14,7 @@ from contract import INPUT_SIZE_KEY, TRT_PROFILE_MAX_SIDE, TRT_PROFILE_MIN_SIDE
 from contract.files import write_bytes, write_text
 
 from .calibration import calibration_batches
-from .onnx_export import ExportError, read_metadata
+from .onnx_export import ExportError, ExportFailed, read_metadata
 
 WORKSPACE_BYTES = 4 << 30
 CALIBRATION_BATCH = 8
@@ -120,7 +120,7 @@ def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
-        raise ExportError(f"TensorRT cannot parse {onnx_path}: {errors}")
+        raise ExportFailed(f"TensorRT cannot parse {onnx_path}: {errors}")
     return network, parser
 
 
@@ -187,7 +187,7 @@ def build_engine(
     cache = _load_timing_cache(config, cache_path)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ExportError("TensorRT failed to build the engine (its log above says why)")
+        raise ExportFailed("TensorRT failed to build the engine (its log above says why)")
     write_bytes(out, bytes(serialized))
     write_bytes(cache_path, bytes(cache.serialize()))
 

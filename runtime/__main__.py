@@ -1,11 +1,11 @@
-"""``python -m runtime --model M INPUT... --out DIR``
-
-Runs an exported model (``.onnx``, OpenVINO ``.xml`` or TensorRT ``.engine``) on images, folders of images
+"""Runs an exported model (``.onnx``, OpenVINO ``.xml`` or TensorRT ``.engine``) on images, folders of images
 (recursive) and video files, without torch. Writes per image ``<name>.png`` (the detections drawn over it)
 and ``<name>.json``; per video ``<name>.mp4`` (drawn over every frame) and ``<name>.json`` (one record per
 frame); and every detection in COCO results format, one file per task: ``coco_bbox_results.json`` (boxes,
-box scores) and ``coco_segm_results.json`` (masks, mask scores). Exit status: 0, 1 when
-some input could not be read (reported and skipped), 2 for a bad model, option or argument.
+box scores) and ``coco_segm_results.json`` (masks, mask scores).
+
+``python -m runtime --model M INPUT... --out DIR``. Exit status: 0; 1 when some input could not be read
+(reported and skipped); 2 for a bad model, option or argument.
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .detections import COCO_TASKS, Detections
-from .errors import ImageError, ModelError, SegmenterError
+from command_line import UsageError, entry_parser, entry_point
 from contract.files import replaced_on_success, write_bytes
+
+from .detections import COCO_TASKS, Detections
+from .errors import ImageError, SegmenterError
 from .images import read_image
 from .overlay import draw_overlay
 from .segmenter import Segmenter
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv"}
+PROG = "python -m runtime"
 COCO_RESULTS = {task: f"coco_{task}_results.json" for task in COCO_TASKS}
 FALLBACK_FPS = 25.0  # for a video whose container does not state its frame rate
 
@@ -167,7 +170,7 @@ def iter_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.split("\n\n")[1])
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image or video files, or folders of them")
     parser.add_argument("--model", required=True, help="exported .onnx, OpenVINO .xml (with its .bin), TensorRT "
                         ".engine with its .engine.json, or a served model: grpc://HOST:8001/NAME, http://HOST:8000/NAME")
@@ -181,16 +184,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@entry_point(PROG, bad_input=(SegmenterError,))
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        files = collect_inputs(args.inputs, args.out)
-        segmenter = Segmenter(
-            args.model, args.backend, args.device, args.precision, args.score_threshold, args.threads, args.batch_size
-        )
-    except SegmenterError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    files = collect_inputs(args.inputs, args.out)
+    segmenter = Segmenter(args.model, args.backend, args.device, args.precision, args.score_threshold, args.threads, args.batch_size)
     images = [file for file in files if not file.is_video]
     videos = [file for file in files if file.is_video]
     total = len(images) + sum(frame_count(file) for file in videos)
@@ -206,12 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run.skip(error)
             for task, results in run.coco_results.items():
                 write_json(args.out / COCO_RESULTS[task], results)
-        except ModelError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
         except OSError as error:
-            print(f"error: --out {args.out}: {error.strerror or error}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--out {args.out}: {error.strerror or error}") from None
     elapsed = time.perf_counter() - start
     print(
         f"{run.segmented} images in {elapsed:.1f} s ({run.segmented / elapsed:.1f} images/s), "

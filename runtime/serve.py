@@ -1,4 +1,4 @@
-"""``python -m runtime.serve --model M``: an exported graph behind a real Triton Inference Server.
+"""Serves an exported graph behind a real Triton Inference Server: ``python -m runtime.serve --model M``.
 
 The server is the tritonserver that ``nvidia-pytriton`` bundles (``pip install "./runtime[serve]"``); the
 graph runs in this process on any backend of the runtime (onnxruntime, OpenVINO, TensorRT), one Segmenter
@@ -26,13 +26,14 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from command_line import OneLineParser, non_negative_int, positive_int
+from command_line import UsageError, entry_parser, entry_point, non_negative_int, positive_int
 from contract import INPUT_NAME, SERVER_DEFAULT_MAX_SIDE
 
 from .backends.triton_client import DEFAULT_MODEL_NAME, PRECISION_KEY, SERVED_BY_KEY
 from .errors import ImageError, SegmenterError
 from .segmenter import Segmenter
 
+PROG = "python -m runtime.serve"
 DEFAULT_MAX_BATCH = 8
 DEFAULT_QUEUE_DELAY_US = 2000
 # Seconds tritonserver waits for the requests in flight when it is asked to stop.
@@ -116,7 +117,7 @@ def model_parameters(segmenter: Segmenter) -> dict[str, str]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = OneLineParser(prog="python -m runtime.serve", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--model", required=True, help="graph the runtime opens (.onnx, OpenVINO .xml, TensorRT .engine)")
     parser.add_argument("--name", default=DEFAULT_MODEL_NAME, help=f"model name clients ask for (default {DEFAULT_MODEL_NAME})")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -185,7 +186,7 @@ def serve(args: argparse.Namespace, segmenters: list[Segmenter], stop: threading
         )
         while not stop.wait(1.0):
             if not triton.is_alive():
-                print(f"error: tritonserver stopped on its own:\n{triton_log_tail(triton)}", file=sys.stderr)
+                print(f"{PROG}: error: tritonserver stopped on its own:\n{triton_log_tail(triton)}", file=sys.stderr)
                 return 1
     finally:
         # tritonserver gets SIGINT: it takes no new request and finishes those in flight, then exits.
@@ -304,21 +305,17 @@ class ServerProcess:
             self.process.wait(timeout=30)
 
 
+@entry_point(PROG, bad_input=(SegmenterError,))
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    try:
-        segmenters = open_instances(args)
-    except SegmenterError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    segmenters = open_instances(args)
     try:
         return serve(args, segmenters, stop)
     except ImportError as error:
-        print(f"error: {error.name or error}: not installed (pip install \"./runtime[serve]\")", file=sys.stderr)
-        return 2
+        raise UsageError(f"{error.name or error}: not installed (pip install \"./runtime[serve]\")") from None
     finally:
         for segmenter in segmenters:
             segmenter.close()

@@ -170,7 +170,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(shapes, tmp_path, args, cu
         args += ["--train-images", str(shapes.train_images), "--train-annotations", str(shapes.train_annotations)]
     out = tmp_path / "out"
     proc = run_cli("--config", "yolact_tiny", "--out", str(out), *args)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and culprit in proc.stderr, proc.stderr
     assert not out.exists()
 
@@ -212,5 +212,5 @@ def test_set_rejects_unknown_fields_in_one_line(value, culprit):
 def test_set_rejects_an_unknown_optimizer_in_one_line(shapes, tmp_path):
     proc = run_cli("--config", "yolact_tiny", "--set", "optimizer=lion", "--train-images", str(shapes.train_images),
                    "--train-annotations", str(shapes.train_annotations), "--out", str(tmp_path / "out"))
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "lion" in proc.stderr, proc.stderr

@@ -86,9 +86,9 @@ def test_repository_graph_runs_in_the_runtime(repository):
 
 def test_non_empty_target_is_refused_unless_forced(repository, weights, tmp_path, capsys):
     before = (repository / "yolact" / "config.pbtxt").read_text()
-    assert main(["--weights", str(weights), "--to", "triton", "--out", str(repository), "--no-check"]) == 1
+    assert main(["--weights", str(weights), "--to", "triton", "--out", str(repository), "--no-check"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: --out {repository}: not empty (--force replaces it)"
+    assert err == f"python -m export: error: --out {repository}: not empty (--force replaces it)"
     assert (repository / "yolact" / "config.pbtxt").read_text() == before
     # --force: the new repository replaces the old one whole, with nothing left beside it.
     graph = tmp_path / "model.onnx"
@@ -112,9 +112,9 @@ def test_plan_without_tensorrt_fails_in_one_line_and_writes_nothing(weights, tmp
     else:
         pytest.skip("TensorRT is installed: the plan would be built")
     out = tmp_path / "repo"
-    assert main(["--weights", str(weights), "--to", "triton", "--plan", "--out", str(out)]) == 1
+    assert main(["--weights", str(weights), "--to", "triton", "--plan", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "TensorRT" in err
+    assert err.startswith("python -m export: error: ") and "\n" not in err and "TensorRT" in err
     assert not out.exists()
 
 

@@ -1,28 +1,22 @@
-"""Command-line entry: bad input ends in one line on stderr and a non-zero exit, never a traceback."""
+"""Command-line entry of ``python -m train``: bad input ends in one line on stderr and exit 2, never a
+traceback."""
 
 from __future__ import annotations
 
-import sys
 from typing import Sequence
 
+from command_line import entry_point
 from yolact.checkpoint import CheckpointError
 from yolact.data import DatasetError
 
 from .errors import TrainError
-from .options import parse_options
+from .options import PROG, parse_options
 from .trainer import run_training
 
 
+@entry_point(PROG, bad_input=(TrainError, CheckpointError, DatasetError))
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_options(argv)
-    try:
-        result = run_training(options)
-    except (TrainError, CheckpointError, DatasetError) as exc:
-        print(f"python -m train: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # e.g. an output folder that cannot be written
-        print(f"python -m train: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+    result = run_training(parse_options(argv))
     if result.metrics:
         shown = ", ".join(f"{k} {result.metrics[k]:.3f}" for k in ("mask/AP", "mask/AP50", "box/AP") if k in result.metrics)
         print(f"evaluation at iteration {result.iteration}: {shown}")

@@ -1,4 +1,8 @@
-"""Options of a training run and the ``python -m train`` command line that fills them."""
+"""Trains YOLACT. Without arguments: yolact_small on the embedded shapes dataset. Multi-process:
+``torchrun --nproc_per_node N -m train ...``
+
+This module holds the options of a training run and the ``python -m train`` command line that fills them.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from command_line import OneLineParser, non_negative_int, positive_float, positive_int
+from command_line import entry_parser, non_negative_int, positive_float, positive_int
 from yolact import CONFIGS, YolactConfig
 
+PROG = "python -m train"
 DEFAULT_CONFIG = "yolact_small"
 
 
@@ -71,11 +76,7 @@ def _config_override(text: str) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="python -m train",
-        description="Train YOLACT. Without arguments: yolact_small on the embedded shapes dataset. "
-        "Multi-process: torchrun --nproc_per_node N -m train ...",
-    )
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("--config", default=DEFAULT_CONFIG, choices=sorted(CONFIGS), help="model config")
     parser.add_argument("--set", dest="config_overrides", type=_config_override, action="append", default=[],
                         metavar="FIELD=VALUE", help="change one config field (repeatable), e.g. --set max_size=256")

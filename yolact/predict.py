@@ -1,8 +1,8 @@
-"""``python -m yolact.predict IMAGE... --weights W [--config C] --out DIR``
-
-Writes, per image, ``<stem>.png`` (masks, boxes, class names and scores drawn over the image) and
+"""Segments images with a checkpoint and writes, per image, ``<stem>.png`` (masks, boxes, class names and scores drawn over the image) and
 ``<stem>.json`` (the detections, masks as COCO RLE), and with ``--prototypes`` ``<stem>_prototypes.png`` (the
 image's prototype masks as a grid of heat maps). Images go through the network in batches.
+
+``python -m yolact.predict IMAGE... --weights W [--config C] --out DIR``
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
+from command_line import UsageError, entry_parser, entry_point
+from contract.files import write_text
+
 from .checkpoint import CheckpointError, load_model
 from .config import CONFIGS
 from .fileio import ImageReadError, read_bgr_image
-from contract.files import write_text
 from .inference import ImageDetections, predict_with_prototypes
 from .visualize import draw_detections, prototype_grid, save_png
 
 
-class PredictError(Exception):
-    """A bad input or output path; the message is one line."""
+PROG = "python -m yolact.predict"
 
 
 def detections_json(path: Path, image: np.ndarray, dets: ImageDetections, class_names: Sequence[str]) -> dict:
@@ -53,7 +54,7 @@ def write_outputs(out_dir: Path, path: Path, image: np.ndarray, dets: ImageDetec
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m yolact.predict", description=__doc__.split("\n\n")[1])
+    parser = entry_parser(PROG, __doc__)
     parser.add_argument("images", nargs="+", type=Path, help="image files (anything OpenCV reads)")
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (.pth), the authors' or ours")
     parser.add_argument("--config", choices=sorted(CONFIGS), help="model config (default: the checkpoint's own)")
@@ -70,14 +71,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+@entry_point(PROG, bad_input=(CheckpointError, ImageReadError))
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    names = [p.stem for p in args.images]
+    if len(set(names)) != len(names):
+        raise UsageError("--out: two input images share a file name stem; their outputs would collide")
+    images = [read_bgr_image(p) for p in args.images]
+    model = load_model(args.weights, args.config, args.device)
     try:
-        names = [p.stem for p in args.images]
-        if len(set(names)) != len(names):
-            raise PredictError("--out: two input images share a file name stem; their outputs would collide")
-        images = [read_bgr_image(p) for p in args.images]
-        model = load_model(args.weights, args.config, args.device)
         for start in range(0, len(images), args.batch_size):
             batch = images[start : start + args.batch_size]
             results, protos = predict_with_prototypes(model, batch, nms=args.nms)
@@ -85,12 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 write_outputs(args.out, path, image, dets.above(args.score_threshold), model.cfg.class_names)
                 if args.prototypes:
                     save_png(args.out / f"{path.stem}_prototypes.png", prototype_grid(image_protos))
-    except (PredictError, CheckpointError, ImageReadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
-        print(f"error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--out {args.out}: {exc.strerror or exc}") from None
     print(f"wrote {len(images)} overlays and detection files to {args.out}")
     return 0
 

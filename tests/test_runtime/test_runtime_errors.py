@@ -119,7 +119,7 @@ def test_one_line_and_status_2(arguments, message, bad_models, onnx_model, fixed
     captured = capsys.readouterr()
     assert status == 2
     assert captured.out == ""
-    assert re.fullmatch("error: " + message.format(**{k: re.escape(v) for k, v in paths.items()}) + "\n", captured.err)
+    assert re.fullmatch("python -m runtime: error: " + message.format(**{k: re.escape(v) for k, v in paths.items()}) + "\n", captured.err)
     assert not out.exists()
 
 
