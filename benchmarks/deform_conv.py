@@ -28,7 +28,6 @@ import onnxruntime as ort
 import openvino as ov
 import torch
 from onnx import TensorProto, helper, numpy_helper
-from torchvision.ops import deform_conv2d
 from tqdm import tqdm
 
 from command_line import entry_parser, entry_point, image_size, positive_int

@@ -85,18 +85,8 @@ def parse_args(argv) -> argparse.Namespace:
     return args
 
 
-@entry_point(PROG, bad_input=(DatasetError,))
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    set_threads(args.threads)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    weights = None if args.recipe_weights else args.weights
-    model = load_or_recipe(args.config, weights, "cpu")
-    dataset = CocoDataset(args.images, args.annotations, eval_transform(model.cfg))
-    names = [REFERENCE, *(n for n in args.variants if n != REFERENCE)]
-    skipped = {name: why for name in names if (why := skip_reason(SPECS[name], args.device, model.cfg.model_family))}
-    runnable = [name for name in names if name not in skipped]
-    tolerances = {"fp32": args.tol_fp32, "reduced": args.tol_reduced, "int8": args.tol_int8}
+def measure(args: argparse.Namespace, model, weights: Path | None, dataset: CocoDataset, runnable: list[str]) -> dict[str, dict[str, float]]:
+    """Each runnable variant's METRICS on ``dataset`` (graphs exported once into a scratch folder)."""
     metrics = {}
     with tempfile.TemporaryDirectory(prefix="yolact-parity-") as scratch:
         graphs = export_graphs(model, Path(scratch), [SPECS[name] for name in runnable], int8_recipe(args))
@@ -107,18 +97,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name} on {variant.executed_on}")
             result = evaluate_detector(variant.detect, dataset, batch_size=8, max_images=args.max_images)
             metrics[name] = {k: float(result.metrics[k]) for k in METRICS}
+    return metrics
+
+
+def judge(metrics: dict[str, dict[str, float]], tolerances: dict[str, float]) -> dict[str, dict]:
+    """Per variant: its metrics, their difference from the reference in AP points, and the verdict (pass or
+    FAIL against its kind's tolerance; "compared" for another algorithm, reported and not judged)."""
     reference = metrics[REFERENCE]
-    rows, failed = {}, []
+    rows = {}
     for name, values in metrics.items():
         delta = {k: round(100 * (values[k] - reference[k]), 3) for k in METRICS}
         tolerance = tolerances.get(SPECS[name].kind)
         if name == REFERENCE or tolerance is None:
-            verdict = "reference" if name == REFERENCE else "compared"  # another algorithm: reported, not judged
+            verdict = "reference" if name == REFERENCE else "compared"
         else:
             verdict = "pass" if max(abs(delta["box/AP"]), abs(delta["mask/AP"])) <= tolerance else "FAIL"
         rows[name] = {"metrics": values, "delta_ap_points": delta, "verdict": verdict}
-        if verdict == "FAIL":
-            failed.append(name)
+    return rows
+
+
+@entry_point(PROG, bad_input=(DatasetError,))
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    weights = None if args.recipe_weights else args.weights
+    model = load_or_recipe(args.config, weights, "cpu")
+    dataset = CocoDataset(args.images, args.annotations, eval_transform(model.cfg))
+    names = [REFERENCE, *(n for n in args.variants if n != REFERENCE)]
+    skipped = {name: why for name in names if (why := skip_reason(SPECS[name], args.device, model.cfg.model_family))}
+    tolerances = {"fp32": args.tol_fp32, "reduced": args.tol_reduced, "int8": args.tol_int8}
+    metrics = measure(args, model, weights, dataset, [name for name in names if name not in skipped])
+    rows = judge(metrics, tolerances)
+    failed = [name for name, row in rows.items() if row["verdict"] == "FAIL"]
     machine = {**machine_details(), "threads": args.threads or torch.get_num_threads()}
     report = {
         "config": model.cfg.name,

@@ -34,12 +34,12 @@ from tqdm import tqdm
 
 import runtime
 from command_line import entry_parser, entry_point, image_size, non_negative_int, positive_float, positive_int
-from runtime.serve import ServerProcess
 from contract.files import write_text
 
 from .charts import serve_chart
 from .fps import encoded_images
 from .machine import cpu_description, machine_details, machine_tag, package_versions
+from .triton_harness import ServerProcess
 from .variants import SPECS, export_graphs, load_or_recipe
 
 PROG = "python -m benchmarks.serve"
@@ -272,39 +272,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     setups = [ServerSetup(batching == "on", instances) for batching in args.batching for instances in args.instances]
     images = decoded_images(args.images, args.height, args.width)
     load_before = os.getloadavg()
-    servers = []
     with tempfile.TemporaryDirectory(prefix="yolact-serve-") as scratch:
         model = load_or_recipe(args.config, None, "cpu")
         graph = export_graphs(model, Path(scratch), [SPECS["onnxruntime_fp32"]], None).path("onnx", False)
         in_process_rows, references = in_process(graph, images, args.batches, args.seconds, args.threads)
-        cells = len(setups) * len(args.protocols) * len(args.clients)
-        with tqdm(total=cells, desc="serve", unit="cell") as progress:
-            for number, setup in enumerate(setups):
-                threads = max(1, args.threads // setup.instances)
-                options = ["--instances", str(setup.instances), "--threads", str(threads), "--max-batch", str(args.max_batch),
-                           "--queue-delay-us", str(args.queue_delay_us), *([] if setup.dynamic_batching else ["--no-dynamic-batching"])]
-                server = ServerProcess(graph, Path(scratch) / f"server{number}.log", options).start()
-                try:
-                    results = []
-                    for protocol in args.protocols:
-                        for clients in args.clients:
-                            results.append(run_cell(server, protocol, clients, images, references, args.seconds, args.client_timeout))
-                            progress.set_postfix_str(f"{setup.label}, {protocol}, {clients} clients: {results[-1]['images_per_s']:.1f}/s")
-                            progress.update()
-                    status = server.terminate()
-                finally:
-                    server.kill()
-                servers.append({"label": setup.label, "dynamic_batching": setup.dynamic_batching, "instances": setup.instances,
-                                "threads_per_instance": threads, "drained_exit_status": status, "cells": results})
+        with tqdm(total=len(setups) * len(args.protocols) * len(args.clients), desc="serve", unit="cell") as progress:
+            servers = [served_cells(args, setup, graph, Path(scratch) / f"server{number}.log", images, references, progress)
+                       for number, setup in enumerate(setups)]
         # Timed again after the servers: on a shared machine the baseline is the better of the two.
         in_process_after, _ = in_process(graph, images, args.batches, args.seconds, args.threads)
-    best = max(in_process_rows + in_process_after, key=lambda row: row["images_per_s"])
-    loaded = [(setup, cell) for setup in servers if setup["dynamic_batching"] for cell in setup["cells"] if cell["clients"] == max(args.clients)]
-    best_setup, best_cell = max(loaded, key=lambda pair: pair[1]["images_per_s"]) if loaded else (None, None)
     # The machine may be shared: its load while the run went is part of the figures' context.
     machine = {**machine_details(), "threads": args.threads, "load_average_1_5_15_min": {"start": load_before, "end": os.getloadavg()},
                "serving_packages": package_versions(("nvidia-pytriton", "tritonclient", "grpcio", "onnxruntime"))}
-    report = {
+    report = serving_report(args, machine, in_process_rows, in_process_after, servers)
+    stem = args.out_dir / f"serve_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    write_text(stem.with_suffix(".md"), markdown(report))
+    serve_chart(report, stem.with_suffix(".png"))
+    print(markdown(report))
+    print(f"wrote {stem}.json, .md and .png")
+    errors = sum(cell["errors"] + cell["mismatches"] for setup in servers for cell in setup["cells"])
+    return 1 if errors else 0
+
+
+def served_cells(args: argparse.Namespace, setup: ServerSetup, graph: Path, log: Path, images: list, references: list,
+                 progress: tqdm) -> dict:
+    """One server setup: a server started with its options, every (protocol, clients) cell run against it,
+    then the server drained; its row of the report."""
+    threads = max(1, args.threads // setup.instances)
+    options = ["--instances", str(setup.instances), "--threads", str(threads), "--max-batch", str(args.max_batch),
+               "--queue-delay-us", str(args.queue_delay_us), *([] if setup.dynamic_batching else ["--no-dynamic-batching"])]
+    server = ServerProcess(graph, log, options).start()
+    try:
+        results = []
+        for protocol in args.protocols:
+            for clients in args.clients:
+                results.append(run_cell(server, protocol, clients, images, references, args.seconds, args.client_timeout))
+                progress.set_postfix_str(f"{setup.label}, {protocol}, {clients} clients: {results[-1]['images_per_s']:.1f}/s")
+                progress.update()
+        status = server.terminate()
+    finally:
+        server.kill()
+    return {"label": setup.label, "dynamic_batching": setup.dynamic_batching, "instances": setup.instances,
+            "threads_per_instance": threads, "drained_exit_status": status, "cells": results}
+
+
+def serving_report(args: argparse.Namespace, machine: dict, in_process_rows: list[dict], in_process_after: list[dict],
+                   servers: list[dict]) -> dict:
+    """The report: the in-process baseline (the better of before and after the servers), every server's
+    cells, and the best dynamically batched cell at the most clients against the target ratio."""
+    best = max(in_process_rows + in_process_after, key=lambda row: row["images_per_s"])
+    loaded = [(setup, cell) for setup in servers if setup["dynamic_batching"] for cell in setup["cells"] if cell["clients"] == max(args.clients)]
+    best_setup, best_cell = max(loaded, key=lambda pair: pair[1]["images_per_s"]) if loaded else (None, None)
+    return {
         "what": "one image per request, each client pasting its own detections; in-process: Segmenter.infer then the paste, one caller",
         "config": args.config,
         "weights": "authors' recipe weights (every detection slot filled)",
@@ -326,14 +346,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "met": bool(best_cell) and best_cell["images_per_s"] >= TARGET_RATIO * best["images_per_s"],
         },
     }
-    stem = args.out_dir / f"serve_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text(stem.with_suffix(".md"), markdown(report))
-    serve_chart(report, stem.with_suffix(".png"))
-    print(markdown(report))
-    print(f"wrote {stem}.json, .md and .png")
-    errors = sum(cell["errors"] + cell["mismatches"] for setup in servers for cell in setup["cells"])
-    return 1 if errors else 0
 
 
 if __name__ == "__main__":

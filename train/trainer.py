@@ -144,6 +144,24 @@ class Trainer:
         self.ctx = ctx
         self.device = resolve_device(options, ctx)
         self.data = resolve_data(options, ctx)
+        dataset, batch_size = self.configure()
+        resume_state = self.resume_state()
+        self.build_model(resume_state, batch_size)
+        self.wrap_network()
+        self.criterion = YolactLoss(self.cfg)
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.cfg)
+        self.restore_progress(resume_state)
+        self.stream = TrainStream(
+            dataset, self.per_rank_batch, self.ctx, options.seed, options.workers, self.device.type == "cuda"
+        )
+        self.plan_evaluations()
+
+    # -- set-up steps, in the order __init__ runs them ---------------------------------------------------
+
+    def configure(self) -> tuple[CocoDataset, int]:
+        """The training set, the config (its class names, the schedule fitted to the batch size and
+        iterations) and the per-process batch; (dataset, total batch size)."""
+        options, ctx = self.options, self.ctx
         try:
             base_cfg = get_config(options.config, **dict(options.config_overrides))
         except (TypeError, ValueError) as exc:
@@ -161,11 +179,20 @@ class Trainer:
         self.cfg = fit_schedule(cfg, batch_size, options.iters, options.lr)
         if options.sync_bn and not (ctx.enabled and self.device.type == "cuda"):
             raise TrainError("--sync-bn: needs several CUDA processes (torchrun --nproc_per_node N on GPUs)")
+        return dataset, batch_size
 
-        resume_state = load_checkpoint(options.resume) if options.resume is not None else None
-        if resume_state is not None:
-            check_resume_config(self.cfg, resume_state["config"], options.resume)
+    def resume_state(self) -> dict[str, Any] | None:
+        """The --resume checkpoint, checked against this run's config (None without --resume)."""
+        if self.options.resume is None:
+            return None
+        state = load_checkpoint(self.options.resume)
+        check_resume_config(self.cfg, state["config"], self.options.resume)
+        return state
 
+    def build_model(self, resume_state: dict[str, Any] | None, batch_size: int) -> None:
+        """The model, seeded, from the resumed weights or a pretrained backbone, with frozen batch norm
+        below the config's batch, on the device in its memory format."""
+        options = self.options
         seed_everything(options.seed)
         self.model = Yolact(self.cfg)
         if resume_state is not None:
@@ -182,15 +209,20 @@ class Trainer:
         self.bf16 = self.cfg.train_precision == "bf16" and native_bf16(self.device)
         self.memory_format = torch.channels_last if self.bf16 else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
+
+    def wrap_network(self) -> None:
+        """What the steps run: the model itself, or under DDP the model (with SyncBatchNorm) in
+        DistributedDataParallel."""
         self.network: nn.Module = self.model
-        if ctx.enabled:
-            if options.sync_bn:
+        if self.ctx.enabled:
+            if self.options.sync_bn:
                 self.network = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = DistributedDataParallel(self.network, device_ids=device_ids)
-        self.criterion = YolactLoss(self.cfg)
-        self.optimizer, self.scheduler = build_optimizer(self.model, self.cfg)
 
+    def restore_progress(self, resume_state: dict[str, Any] | None) -> None:
+        """Iteration, best AP, skipped steps, optimiser, scheduler and RNG state: from the resumed
+        checkpoint, else a fresh start."""
         self.iteration = 0
         self.best_ap = -1.0
         self.skipped_steps = 0
@@ -201,13 +233,13 @@ class Trainer:
             self.best_ap = float(resume_state.get("best_ap", -1.0))
             self.skipped_steps = int(resume_state.get("skipped_steps", 0))
             restore_rng(resume_state["rng"])
-        self.stream = TrainStream(
-            dataset, self.per_rank_batch, ctx, options.seed, options.workers, self.device.type == "cuda"
-        )
+
+    def plan_evaluations(self) -> None:
+        """Evaluate and checkpoint every sixth of the run unless the options say otherwise."""
         sixth = max(1, self.cfg.max_iter // 6)
-        self.eval_every = sixth if options.eval_every is None else options.eval_every
-        self.checkpoint_every = options.checkpoint_every or self.eval_every or sixth
-        self.out = options.out
+        self.eval_every = sixth if self.options.eval_every is None else self.options.eval_every
+        self.checkpoint_every = self.options.checkpoint_every or self.eval_every or sixth
+        self.out = self.options.out
 
     # -- one step ----------------------------------------------------------------------------------------
     def train_step(self, images: torch.Tensor, targets: list[dict]) -> tuple[dict[str, float], bool]:

@@ -24,7 +24,7 @@ COCO_CLASSES: tuple[str, ...] = (
     "scissors", "teddy bear", "hair drier", "toothbrush",
 )
 
-# Classes of the embedded procedurally generated dataset (yolact.data.synthetic).
+# Classes of the embedded procedurally generated dataset (yolact.data.shapes).
 SHAPES_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
 
 # BGR channel statistics of the ImageNet-pretrained ResNets, as the authors use them.

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime.serve import ServerProcess, free_ports
+from benchmarks.triton_harness import ServerProcess, free_ports
 
 pytest.importorskip("pytriton", reason="the serving tests need nvidia-pytriton (pip install -e '.[dev]')")
 tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
@@ -255,7 +255,7 @@ def test_foreign_model_on_a_triton_server_is_refused(tmp_path):
     from pytriton.model_config import ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
 
-    from runtime.serve import python_backend_library_path
+    from runtime.pytriton_adapter import python_backend_library_path
 
     python_backend_library_path()
     http_port, grpc_port, metrics_port = free_ports(3)
