@@ -225,7 +225,8 @@ def run_worker(args: argparse.Namespace, name: str, graphs: Path, iters: int) ->
 def table(report: dict) -> list[str]:
     """The results as markdown table lines, with each variant's speed-up over PyTorch eager at its batch."""
     lines = [
-        "| variant | batch | detections/image | latency ms, median (p90) | images/s | vs PyTorch eager | decode+upload / graph / paste ms | post-processing + paste | peak RSS MiB |",
+        "| variant | batch | detections/image | latency ms, median (p90) | images/s | vs PyTorch eager "
+        "| decode+upload / graph / paste ms | post-processing + paste | peak RSS MiB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:

@@ -4,8 +4,8 @@ Every variant of ``benchmarks.variants`` available here scores the same COCO-for
 embedded val split) with pycocotools; the report gives each one's AP and its delta to the PyTorch FP32
 reference in AP points (AP x 100), and the command exits 1 when a delta exceeds its tolerance: FP32
 backends 0.1 points, bf16/FP16 0.5, INT8 1.0 (all configurable). PyTorch with traditional NMS is scored as
-well, reported but not judged (another algorithm): the paper's Table 2a comparison of Fast NMS. Writes ``benchmarks/results/parity_<machine>_<config>_<date>.json``
-and ``.md``.
+well, reported but not judged (another algorithm): the paper's Table 2a comparison of Fast NMS. Writes
+``benchmarks/results/parity_<machine>_<config>_<date>.json`` and ``.md``.
 """
 
 from __future__ import annotations

@@ -210,7 +210,8 @@ def decoded_images(count: int, height: int, width: int) -> list[np.ndarray]:
 
 def table(report: dict) -> list[str]:
     lines = [
-        "| server | protocol | clients | images/s | vs in-process best | latency p50 / p99 ms | errors | mismatches | mean batch | queue / compute / transport+serialisation ms |",
+        "| server | protocol | clients | images/s | vs in-process best | latency p50 / p99 ms | errors | mismatches | mean batch "
+        "| queue / compute / transport+serialisation ms |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     best = report["in_process_best"]["images_per_s"]

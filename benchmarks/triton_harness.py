@@ -38,14 +38,35 @@ class ServerProcess:
     and benchmarks: a kill takes its tritonserver and Python-backend stub with it. ``env``: the server's
     environment (default: this one)."""
 
-    def __init__(self, model: str | os.PathLike, log: Path, options: Sequence[str] = (), ports: Sequence[int] | None = None,
-                 env: dict[str, str] | None = None, name: str = DEFAULT_MODEL_NAME):
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        log: Path,
+        options: Sequence[str] = (),
+        ports: Sequence[int] | None = None,
+        env: dict[str, str] | None = None,
+        name: str = DEFAULT_MODEL_NAME,
+    ):
         self.host = "127.0.0.1"
         self.http_port, self.grpc_port, self.metrics_port = ports or free_ports(3, self.host)
         self.name = name
         self.command = [
-            sys.executable, "-m", "runtime.serve", "--model", str(model), "--name", name, "--host", self.host,
-            "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), "--metrics-port", str(self.metrics_port), *options,
+            sys.executable,
+            "-m",
+            "runtime.serve",
+            "--model",
+            str(model),
+            "--name",
+            name,
+            "--host",
+            self.host,
+            "--http-port",
+            str(self.http_port),
+            "--grpc-port",
+            str(self.grpc_port),
+            "--metrics-port",
+            str(self.metrics_port),
+            *options,
         ]
         self.log = log
         self.env = env
@@ -64,8 +85,9 @@ class ServerProcess:
         # Run from the repository root, so that the server imports this very runtime.
         package_parent = Path(__file__).resolve().parents[1]
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, cwd=package_parent, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command, cwd=package_parent, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -177,8 +177,10 @@ def dispatch(prog: str, commands: Mapping[str, Command], argv: Sequence[str] | N
 def command_help(prog: str, commands: Mapping[str, Command]) -> str:
     width = max(len(name) for name in commands)
     rows = "\n".join(f"  {name:<{width}}  {command.summary}" for name, command in commands.items())
-    return (f"usage: {prog} COMMAND [options]   ({prog} COMMAND --help for a command's options)\n\ncommands:\n{rows}\n\n"
-            f"exit status: 0 success, 1 a failure while working, 2 a usage error or bad input")
+    return (
+        f"usage: {prog} COMMAND [options]   ({prog} COMMAND --help for a command's options)\n\ncommands:\n{rows}\n\n"
+        f"exit status: 0 success, 1 a failure while working, 2 a usage error or bad input"
+    )
 
 
 def family_members(package: str) -> list[str]:

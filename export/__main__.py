@@ -158,21 +158,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, help="checkpoint (.pth); a training checkpoint carries its config")
     parser.add_argument("--config", help="config name (optional when the checkpoint embeds one)")
     parser.add_argument("--to", choices=tuple(TARGETS), default="onnx")
-    parser.add_argument("--out", type=Path, help="output file (default: beside the weights, .onnx / .xml / .engine); "
-                        "--to triton: the model repository folder (required)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output file (default: beside the weights, .onnx / .xml / .engine); --to triton: the model repository folder (required)",
+    )
     parser.add_argument("--opset", type=int, help="ONNX opset (default: 17; 19 for YOLACT++, which needs DeformConv)")
     parser.add_argument("--max-dets", type=int, help="detections per image K (default: the config's, 100)")
     parser.add_argument("--static-input", action="store_true", help="input fixed at the network size [B, S, S, 3]")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     parser.add_argument("--fp16", action="store_true", help="TensorRT: FP16 with exp/softmax/sigmoid kept FP32")
-    parser.add_argument("--int8", action="store_true",
-                        help="ONNX: onnxruntime QDQ; OpenVINO: NNCF post-training; TensorRT: INT8 calibration")
+    parser.add_argument(
+        "--int8", action="store_true", help="ONNX: onnxruntime QDQ; OpenVINO: NNCF post-training; TensorRT: INT8 calibration"
+    )
     parser.add_argument("--calib", type=Path, help="calibration image folder (default: embedded train split)")
     parser.add_argument("--calib-images", type=int, default=DEFAULT_NUM_IMAGES)
-    parser.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax",
-                        help="ONNX INT8: how activation ranges are calibrated")
-    parser.add_argument("--int8-keep-ends", action="store_true",
-                        help="ONNX INT8: keep the first and the final convolutions (heads, protonet output) FP32")
+    parser.add_argument(
+        "--calib-method", choices=CALIBRATION_METHODS, default="minmax", help="ONNX INT8: how activation ranges are calibrated"
+    )
+    parser.add_argument(
+        "--int8-keep-ends", action="store_true", help="ONNX INT8: keep the first and the final convolutions (heads, protonet output) FP32"
+    )
     parser.add_argument("--batch", default="1:1:1", help="TensorRT profile MIN:OPT:MAX")
     parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache (default: beside the engine)")
     parser.add_argument("--no-check", action="store_true", help="skip the TensorRT compatibility check")

@@ -32,16 +32,20 @@ def check_version() -> str | None:
     version = installed_version()
     if version.startswith(TESTED_VERSIONS):
         return None
-    return (f"nvidia-pytriton {version}: runtime.serve was tested with {', '.join(v + 'x' for v in TESTED_VERSIONS)}; "
-            "if model parameters go missing, its private API has changed (runtime/pytriton_adapter.py)")
+    return (
+        f"nvidia-pytriton {version}: runtime.serve was tested with {', '.join(v + 'x' for v in TESTED_VERSIONS)}; "
+        "if model parameters go missing, its private API has changed (runtime/pytriton_adapter.py)"
+    )
 
 
 def private(owner: Any, attribute: str) -> Any:
     try:
         return getattr(owner, attribute)
     except AttributeError:
-        raise PyTritonChanged(f"nvidia-pytriton {installed_version()}: {type(owner).__name__}.{attribute} is gone; "
-                              f"runtime/pytriton_adapter.py was written for {', '.join(v + 'x' for v in TESTED_VERSIONS)}") from None
+        raise PyTritonChanged(
+            f"nvidia-pytriton {installed_version()}: {type(owner).__name__}.{attribute} is gone; "
+            f"runtime/pytriton_adapter.py was written for {', '.join(v + 'x' for v in TESTED_VERSIONS)}"
+        ) from None
 
 
 def publish_parameters(triton: Any, name: str, parameters: dict[str, str]) -> None:

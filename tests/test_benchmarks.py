@@ -1,5 +1,5 @@
 """The benchmark commands run on the tiny config and write their figures with the machine's details (no
-timing is asserted); the README's performance section is what the committed results give."""
+timing is asserted); the docs' performance page is what the committed results give."""
 
 from __future__ import annotations
 
@@ -157,8 +157,8 @@ def test_parity_without_weights_is_one_line(tmp_path):
     assert result.returncode == 2 and "none.pth: no such file" in result.stderr
 
 
-def test_readme_performance_section_matches_the_results():
-    result = run("-m", "benchmarks.readme", "--check", timeout=120)
+def test_performance_page_matches_the_results():
+    result = run("-m", "benchmarks.performance_page", "--check", timeout=120)
     assert result.returncode == 0, result.stderr
 
 

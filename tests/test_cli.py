@@ -73,8 +73,9 @@ def test_help_bad_option_and_missing_file(sub, tmp_path, capsys):
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120
+    )
 
 
 SERVE = ["--model", MISSING + ".onnx"]  # the model is opened first: no Triton needed to refuse it
@@ -98,8 +99,7 @@ def test_commands_as_processes(prog, command, missing_file_args):
 
 
 def test_the_runtime_subcommands_never_import_torch():
-    check = ("import sys, atexit; atexit.register(lambda: print('torch' in sys.modules)); "
-             "from yolact_cli import main; main(sys.argv[1:])")
+    check = "import sys, atexit; atexit.register(lambda: print('torch' in sys.modules)); from yolact_cli import main; main(sys.argv[1:])"
     for sub in ("run", "serve"):
         done = run("-c", check, sub, "--help")
         assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "False", done.stdout + done.stderr

@@ -1,6 +1,6 @@
 """The C++ runtime (runtime/cpp): built with CMake once per session; the example app (on the ONNX graph and
 on the OpenVINO IR) and the C program against the Python runtime's JSON on generated images; every error case fed to both; the C++ test binary,
-plain and under AddressSanitizer + UBSan; the timing mode; the README's C++ and C examples compiled as
+plain and under AddressSanitizer + UBSan; the timing mode; the docs' C++ and C examples compiled as
 written.
 
 The model is yolact_tiny holding the authors' deterministic recipe weights (yolact.recipe) with a low
@@ -33,7 +33,7 @@ from yolact import get_config
 from yolact.recipe import recipe_model
 
 ROOT = Path(__file__).resolve().parents[1]
-README_SECTION = "## Use it from C++ (and C)"
+DOCS_PAGE = "docs/cpp.md"
 # Scales the class-confidence layer of the recipe: noise then scores 0.27-0.35, about half above 0.3.
 CONF_GAIN = 0.2
 NOISE_SIZES = [(120, 160), (97, 203), (300, 41), (480, 640), (64, 64)]
@@ -52,7 +52,8 @@ def missing_prerequisites() -> list[str]:
         "nlohmann-json (apt-get install nlohmann-json3-dev)": "nlohmann_json/nlohmann_jsonConfig.cmake",
     }
     for what, config in cmake_configs.items():
-        places = [f"/usr/lib/*/cmake/{config}", f"/usr/lib/cmake/{config}", f"/usr/share/cmake/{config}", f"/usr/local/lib/cmake/{config}", f"/usr/local/share/cmake/{config}"]
+        prefixes = ("/usr/lib/*/cmake", "/usr/lib/cmake", "/usr/share/cmake", "/usr/local/lib/cmake", "/usr/local/share/cmake")
+        places = [f"{prefix}/{config}" for prefix in prefixes]
         if not any(glob.glob(place) for place in places):
             missing.append(what)
     return missing
@@ -323,7 +324,8 @@ def test_json_layout_and_numbers_match_python(build):
 def test_timing_mode_records_infer_and_paste(build, models, images, tmp_path):
     timing = tmp_path / "timing.json"
     chosen = images[:2]
-    result = run([build / "yolact_segment", "--model", models["ours"], "--out", tmp_path / "out", "--batch-size", "1", "--repeat", "3", "--timing-json", timing, *chosen])
+    result = run([build / "yolact_segment", "--model", models["ours"], "--out", tmp_path / "out", "--batch-size", "1", "--repeat", "3",
+                  "--timing-json", timing, *chosen])
     assert result.returncode == 0, result.stderr
     record = json.loads(timing.read_text())
     assert record["backend"] == "openvino" and record["batch_size"] == 1
@@ -334,19 +336,17 @@ def test_timing_mode_records_infer_and_paste(build, models, images, tmp_path):
 
 
 def readme_examples() -> dict[str, str]:
-    """The ```cpp and ```c code blocks of the README's C++ section, by language."""
-    readme = (ROOT / "README.md").read_text()
-    assert README_SECTION in readme, f"README.md has no section {README_SECTION!r}"
-    section = readme.split(README_SECTION, 1)[1].split("\n## ", 1)[0]
-    blocks = dict(re.findall(r"^```(cpp|c)\n(.*?)^```", section, flags=re.M | re.S))
-    assert set(blocks) == {"cpp", "c"}, "the section needs one ```cpp and one ```c example"
+    """The ```cpp and ```c code blocks of the docs' C and C++ page, by language."""
+    page = (ROOT / DOCS_PAGE).read_text()
+    blocks = dict(re.findall(r"^```(cpp|c)\n(.*?)^```", page, flags=re.M | re.S))
+    assert set(blocks) == {"cpp", "c"}, f"{DOCS_PAGE} needs one ```cpp and one ```c example"
     return blocks
 
 
 def test_readme_examples_compile_as_written_and_run(build, models, images, tmp_path):
     examples = readme_examples()
     for language, code in examples.items():
-        assert len(code.strip().splitlines()) <= 15, f"the README's {language} example is meant to be 15 lines"
+        assert len(code.strip().splitlines()) <= 15, f"the docs' {language} example is meant to be 15 lines"
         (tmp_path / f"example.{language}").write_text(code)
     (tmp_path / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.18)\nproject(readme_examples C CXX)\nset(CMAKE_CXX_STANDARD 17)\n"

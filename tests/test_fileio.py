@@ -41,3 +41,14 @@ def test_read_bgr_image_errors_name_the_file(tmp_path):
     broken.write_bytes(b"not a jpeg")
     with pytest.raises(ImageReadError, match="broken.jpg: not a readable image"):
         read_bgr_image(broken)
+
+
+def test_unwritable_folder_fails_before_the_write_naming_the_target(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    written = []
+    with pytest.raises(OSError) as error:
+        with replaced_on_success(blocker / "out.json") as tmp:
+            written.append(tmp)
+    assert error.value.filename == str(blocker / "out.json") and not written
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]

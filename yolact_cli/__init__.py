@@ -7,7 +7,6 @@ runtime) never import torch. A new entry is one more row of :data:`COMMANDS`.
 
 from __future__ import annotations
 
-import sys
 from typing import Sequence
 
 from command_line import Command, dispatch
