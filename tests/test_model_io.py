@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from yolact import CheckpointError, Yolact, get_config, load_model, predict, save_weights
+from yolact import CheckpointError, Yolact, get_config, load_model, save_weights
 from yolact.checkpoint import read_checkpoint
+from yolact.inference import predict  # not `from yolact import predict`: once yolact.predict (the module) is imported, that name is the module
 
 TINY = get_config("yolact_tiny")
 

@@ -97,4 +97,7 @@ def test_pip_install_into_a_fresh_venv_without_torch(onnx_model, images, tmp_pat
     assert served.returncode == 0 and "--queue-delay-us" in served.stdout, served.stderr
     bad = run("-m", "runtime.serve", "--model", "m.onnx", "--instances", "0")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--instances" in bad.stderr
+    # The package's own command (no torch): yolact-run run|serve.
+    command = subprocess.run([str(venv / "bin" / "yolact-run"), "run", "--help"], cwd=work, capture_output=True, text=True, timeout=60)
+    assert command.returncode == 0 and command.stdout.startswith("usage: yolact-run run "), command.stderr
     print(f"fresh venv, install and run: {time.monotonic() - started:.0f} s")
