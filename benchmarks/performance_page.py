@@ -270,10 +270,15 @@ def matching_parity(report: dict, machine: str, parity: dict[str, tuple[str, dic
     return None
 
 
+def heading(title: str) -> list[str]:
+    return [f"## {title}", ""]
+
+
 def generate() -> str:
     parity = newest("parity_*.json", lambda r, p: f"{r['config']} {machine_of(p.name, 'parity')}")
     lines = [BEGIN, ""]
     training = newest("train_2*.json", lambda r, p: "default" if r["command"] == "python -m train" else r["options"]["config"])
+    lines += heading("Training")
     if "default" in training:
         lines += training_section(*training["default"])
     plus_runs = [found for config, found in sorted(training.items()) if config.startswith("yolact_plus")]
@@ -282,6 +287,7 @@ def generate() -> str:
     for _, found in sorted(newest("mask_rescoring_*.json", lambda r, p: r["config"]).items()):
         lines += mask_rescoring_section(*found)
     reports = fps_reports()
+    lines += heading("Speed of every backend")
     for name, report in reports:
         # Speed runs on recipe weights; accuracy needs a trained model, so parity may be another config's
         # (of the same family: YOLACT++'s on a trained YOLACT++).
@@ -289,12 +295,16 @@ def generate() -> str:
         base = next(((n, r) for n, r in reports if r["config"] == "yolact_base" and machine_of(n) == machine_of(name)), None)
         if report["config"] == "yolact_plus_base" and base:
             lines += yolact_plus_speed_section((name, report), base)
+    lines += heading("Deformable convolutions")
     for _, found in sorted(newest("deform_conv_*.json", lambda r, p: f"{machine_of(p.name, 'deform_conv')} {r['config']}").items()):
         lines += deform_conv_section(*found)
+    lines += heading("Accuracy of every backend (parity)")
     for config in sorted(parity):
         lines += parity_section(*parity[config])
+    lines += heading("C++ runtime")
     for _, found in sorted(newest("cpp_runtime_*.json", lambda r, p: r["config"]).items()):
         lines += cpp_section(*found)
+    lines += heading("Serving")
     for _, found in sorted(newest("serve_*.json", lambda r, p: r["config"]).items()):
         lines += serve_section(*found)
     return "\n".join(lines + [END])
