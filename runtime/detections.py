@@ -22,6 +22,10 @@ import pycocotools.mask as mask_utils
 MASK_THRESHOLD = 0.5
 COCO_TASKS = ("bbox", "segm")
 SUPERVISION_INSTALL = 'pip install ".[video]"'
+# A pixel whose bilinear taps all lie above 0.5 + SURE_MARGIN (all below 0.5 - SURE_MARGIN) is above
+# (below) 0.5 whatever float32 rounding does: the two weights sum to 1 within 2^-24 and the two products and
+# their sum are each rounded by at most 2^-24 relative, together under 1e-7.
+SURE_MARGIN = 1e-6
 EMPTY_CROP = np.zeros((0, 0), dtype=bool)
 EMPTY_CROP.flags.writeable = False
 
@@ -57,15 +61,17 @@ class MaskCrop(NamedTuple):
 def frame_runs(crop: np.ndarray, x: int, y: int, height: int, width: int) -> np.ndarray:
     """Uncompressed COCO RLE counts (int64: column-major run lengths, the first one of False pixels) of a
     ``height`` x ``width`` image whose only True pixels are those of ``crop`` [h, w] at column ``x``, row
-    ``y``. Each crop column padded with a False cell above and below makes every run start and end inside
-    its column; a run that ends on the image's last row and one that starts on the next column's first
-    row are one run of the image, so such a pair of edges is dropped."""
-    rows, cols = crop.shape
-    padded = np.zeros((cols, rows + 2), dtype=np.int8)
-    padded[:, 1:-1] = crop.T
-    changes = np.flatnonzero(np.diff(padded.ravel())) + 1  # where a run starts or ends, in padded cells
-    column, row = np.divmod(changes, rows + 2)
-    edges = (x + column) * height + (y - 1) + row  # alternately a run's first pixel and the pixel after it
+    ``y``. Runs start and end inside their crop column (a run's end is the pixel after it, the one below
+    the crop for a run that reaches its bottom); a run that ends on the image's last row and one that
+    starts on the next column's first row are one run of the image, so such a pair of edges is dropped."""
+    if not crop.size:
+        return np.array([height * width], dtype=np.int64)
+    flips = np.empty((crop.shape[0] + 1, crop.shape[1]), dtype=bool)
+    flips[0], flips[-1] = crop[0], crop[-1]
+    np.not_equal(crop[1:], crop[:-1], out=flips[1:-1])
+    row, column = np.divmod(np.flatnonzero(flips), crop.shape[1])  # np.nonzero of a 2-d array is slower
+    edges = (column + x) * height + (row + y)
+    edges.sort()  # column-major: alternately a run's first pixel and the pixel after it
     joined = np.flatnonzero(edges[1:-1:2] == edges[2::2])
     if len(joined):
         edges = np.delete(edges, np.concatenate((2 * joined + 1, 2 * joined + 2)))
@@ -261,6 +267,11 @@ class AxisTaps(NamedTuple):
         read only zero cells."""
         return np.searchsorted(self.high, first_cells, side="left"), np.searchsorted(self.low, last_cells, side="right")
 
+    def region(self, pixels: slice) -> AxisTaps:
+        """The taps of ``pixels``, with cells counted from the first one they read."""
+        first_cell = self.low[pixels.start]
+        return AxisTaps(self.low[pixels] - first_cell, self.high[pixels] - first_cell, self.low_weight[pixels], self.high_weight[pixels])
+
 
 @lru_cache(maxsize=64)
 def axis_taps(source: int, output: int) -> AxisTaps:
@@ -291,21 +302,45 @@ def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list
     offsets = np.zeros((len(cells), 2), dtype=np.int64)
     for n in np.flatnonzero(reached):
         ys, xs = slice(y_start[n], y_stop[n]), slice(x_start[n], x_stop[n])
-        band_start = rows.low[ys.start]
-        band = cells[n, band_start : rows.high[ys.stop - 1] + 1]
-        along_width = band[:, cols.low[xs]]
-        along_width *= cols.low_weight[xs]
-        high = band[:, cols.high[xs]]
-        high *= cols.high_weight[xs]
-        along_width += high
-        upsampled = along_width[rows.low[ys] - band_start]
-        upsampled *= rows.low_weight[ys, None]
-        high = along_width[rows.high[ys] - band_start]
-        high *= rows.high_weight[ys, None]
-        upsampled += high
-        crops[n] = upsampled > MASK_THRESHOLD
+        band_rows = rows.region(ys)
+        band_cols = cols.region(xs)
+        band = cells[n, rows.low[ys.start] : rows.high[ys.stop - 1] + 1, cols.low[xs.start] : cols.high[xs.stop - 1] + 1]
+        crops[n] = upsampled_above_threshold(band, band_rows, band_cols)
         offsets[n] = xs.start, ys.start
     return crops, offsets
+
+
+def upsampled_above_threshold(band: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> np.ndarray:
+    """bool [len(rows), len(cols)]: ``band`` [r, c] (float32 cells, which the taps index) bilinearly
+    upsampled, > 0.5, exactly as computing every pixel would give it.
+
+    Along the width every pixel column is computed, on the cell rows. Along the height, a pixel taps cell
+    rows a and a + 1 (a = its low tap); where both are above 0.5 + SURE_MARGIN in its column (or both below
+    0.5 - SURE_MARGIN) it is True (False) whatever the float32 rounding, so only pixels with taps on both
+    sides, near the mask's edges, are computed one by one."""
+    along_width = band[:, cols.low]
+    along_width *= cols.low_weight
+    high = band[:, cols.high]
+    high *= cols.high_weight
+    along_width += high
+    above = along_width > np.float32(MASK_THRESHOLD + SURE_MARGIN)
+    below = along_width < np.float32(MASK_THRESHOLD - SURE_MARGIN)
+    # Cell row a with the next one (the last cell row is its own upper tap).
+    above[:-1] &= above[1:]
+    below[:-1] &= below[1:]
+    crop = above[rows.low]
+    cell_row, column = np.divmod(np.flatnonzero(~(above | below)), above.shape[1])
+    if len(cell_row):
+        first_pixel = np.searchsorted(rows.low, np.arange(len(band) + 1))
+        pixel_count = first_pixel[cell_row + 1] - first_pixel[cell_row]
+        steps = pixel_count.max(initial=0)
+        pair, step = np.divmod(np.flatnonzero(np.arange(steps) < pixel_count[:, None]), steps)
+        row = first_pixel[cell_row[pair]] + step
+        column = column[pair]
+        value = along_width[rows.low[row], column] * rows.low_weight[row]
+        value += along_width[rows.high[row], column] * rows.high_weight[row]
+        crop[row, column] = value > MASK_THRESHOLD
+    return crop
 
 
 def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
