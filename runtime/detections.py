@@ -58,26 +58,50 @@ class MaskCrop(NamedTuple):
         return slice(y, y + self.mask.shape[0]), slice(x, x + self.mask.shape[1])
 
 
-def frame_runs(crop: np.ndarray, x: int, y: int, height: int, width: int) -> np.ndarray:
-    """Uncompressed COCO RLE counts (int64: column-major run lengths, the first one of False pixels) of a
-    ``height`` x ``width`` image whose only True pixels are those of ``crop`` [h, w] at column ``x``, row
-    ``y``. Runs start and end inside their crop column (a run's end is the pixel after it, the one below
-    the crop for a run that reaches its bottom); a run that ends on the image's last row and one that
-    starts on the next column's first row are one run of the image, so such a pair of edges is dropped."""
-    if not crop.size:
-        return np.array([height * width], dtype=np.int64)
-    flips = np.empty((crop.shape[0] + 1, crop.shape[1]), dtype=bool)
-    flips[0], flips[-1] = crop[0], crop[-1]
-    np.not_equal(crop[1:], crop[:-1], out=flips[1:-1])
-    row, column = np.divmod(np.flatnonzero(flips), crop.shape[1])  # np.nonzero of a 2-d array is slower
-    edges = (column + x) * height + (row + y)
-    edges.sort()  # column-major: alternately a run's first pixel and the pixel after it
-    joined = np.flatnonzero(edges[1:-1:2] == edges[2::2])
+def column_runs(crops: Sequence[np.ndarray], offsets: np.ndarray, frame_height: np.ndarray | int,
+                frame_area: np.ndarray | int) -> list[np.ndarray]:
+    """Uncompressed COCO RLE counts (int64: column-major run lengths, the first one of False pixels) of each
+    crop [h, w] placed at offsets[i] = (x, y) in a frame (of ``frame_height`` rows and ``frame_area``
+    pixels, each one value or one per crop) that is False outside it, all crops at once.
+
+    A crop's runs start and end inside its columns: where a pixel differs from the one above it, or is True
+    on the crop's first row (a start) or last row (an end, at the pixel below). Sorted column-major they
+    alternate start, end. A run that ends on the frame's last row and one that starts on the next column's
+    first row are one run of the frame, so such a pair of edges is dropped."""
+    count = len(crops)
+    frame_height = np.broadcast_to(np.asarray(frame_height, dtype=np.int64), (count,))
+    frame_area = np.broadcast_to(np.asarray(frame_area, dtype=np.int64), (count,))
+    shapes = np.array([crop.shape for crop in crops], dtype=np.int64).reshape(count, 2)
+    widths = shapes[:, 1]
+    starts = np.concatenate(([0], np.cumsum((shapes[:, 0] + 1) * widths)))
+    flips = np.zeros(starts[-1], dtype=bool)
+    for crop, start in zip(crops, starts.tolist()):
+        if crop.size:
+            plane = flips[start : start + crop.size + crop.shape[1]].reshape(-1, crop.shape[1])
+            plane[0], plane[-1] = crop[0], crop[-1]
+            np.not_equal(crop[1:], crop[:-1], out=plane[1:-1])
+    position = np.flatnonzero(flips)  # np.nonzero of each 2-d plane would be slower
+    owner = np.searchsorted(starts, position, side="right") - 1
+    row, column = np.divmod(position - starts[owner], widths[owner])
+    # Sorted by crop, then column-major in the frame.
+    edge_keys = owner * (frame_area.max(initial=0) + 1) + (column + offsets[owner, 0]) * frame_height[owner] + row + offsets[owner, 1]
+    edge_keys.sort()
+    joined = np.flatnonzero(edge_keys[1:-1:2] == edge_keys[2::2])
     if len(joined):
-        edges = np.delete(edges, np.concatenate((2 * joined + 1, 2 * joined + 2)))
-    runs = np.diff(edges, prepend=0, append=height * width)
+        edge_keys = np.delete(edge_keys, np.concatenate((2 * joined + 1, 2 * joined + 2)))
+    owner, edges = np.divmod(edge_keys, frame_area.max(initial=0) + 1)
+    # Each crop's edges between a 0 and its frame's area: differences are its runs.
+    edge_counts = np.bincount(owner, minlength=count)
+    ends = np.cumsum(edge_counts + 2)
+    bounded = np.empty(ends[-1] if count else 0, dtype=np.int64)
+    inner = np.ones(len(bounded), dtype=bool)
+    inner[ends - edge_counts - 2] = inner[ends - 1] = False
+    bounded[ends - edge_counts - 2], bounded[ends - 1], bounded[inner] = 0, frame_area, edges
+    runs = np.diff(bounded)
     # pycocotools ends on the last run of pixels: no empty False run after a mask that fills the last pixel.
-    return runs[:-1] if len(runs) > 1 and runs[-1] == 0 else runs
+    last_run = runs[ends - 2] if count else runs
+    stops = ends - 1 - ((last_run == 0) & (edge_counts > 0))
+    return [runs[begin:stop] for begin, stop in zip((ends - edge_counts - 2).tolist(), stops.tolist())]
 
 
 @dataclass
@@ -174,9 +198,8 @@ class Detections:
         the dense masks."""
         if self._rles is None:
             size = [self.height, self.width]
-            runs = [{"size": size, "counts": frame_runs(crop, *offset, self.height, self.width)}
-                    for crop, offset in zip(self.mask_crops, self.mask_offsets.tolist())]
-            self._rles = mask_utils.frPyObjects(runs, self.height, self.width) if runs else []
+            runs = column_runs(self.mask_crops, self.mask_offsets, self.height, self.height * self.width)
+            self._rles = mask_utils.frPyObjects([{"size": size, "counts": counts} for counts in runs], *size) if runs else []
         return self._rles
 
     def to_json(self, image_name: str) -> dict[str, Any]:
@@ -247,30 +270,27 @@ class Detections:
         crops = [crop if crop.size else np.zeros((1, 1), dtype=bool) for crop in self.mask_crops]
         offsets = np.array([offset if crop.size else (0, 0) for crop, offset in zip(self.mask_crops, self.mask_offsets.tolist())],
                            dtype=np.int32).reshape(-1, 2)
-        runs = [frame_runs(crop, 0, 0, *crop.shape).astype(np.int32) for crop in crops]
         shapes = np.array([crop.shape for crop in crops], dtype=np.int32).reshape(-1, 2)
+        runs = [counts.astype(np.int32) for counts in column_runs(crops, np.zeros_like(offsets), shapes[:, 0], shapes.prod(axis=1))]
         return compact_mask_type(runs, shapes, offsets, (self.height, self.width))
 
 
 class AxisTaps(NamedTuple):
     """Bilinear taps along one axis from ``source`` cells to ``output`` pixels, as PyTorch computes them
     (float32, half-pixel centres, source position clamped at 0, upper tap clamped to the last cell): pixel i
-    is low_weight[i] * cell low[i] + high_weight[i] * cell high[i]. low and high never decrease."""
+    is low_weight[i] * cell low[i] + high_weight[i] * cell high[i]. low and high never decrease; the pixels
+    whose low tap is cell c are first_pixel[c] .. first_pixel[c + 1] - 1."""
 
     low: np.ndarray
     high: np.ndarray
     low_weight: np.ndarray
     high_weight: np.ndarray
+    first_pixel: np.ndarray
 
     def pixels_reaching(self, first_cells: np.ndarray, last_cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per cell range [first, last]: (start, stop) of the pixels with a tap on a cell in it; all others
         read only zero cells."""
         return np.searchsorted(self.high, first_cells, side="left"), np.searchsorted(self.low, last_cells, side="right")
-
-    def region(self, pixels: slice) -> AxisTaps:
-        """The taps of ``pixels``, with cells counted from the first one they read."""
-        first_cell = self.low[pixels.start]
-        return AxisTaps(self.low[pixels] - first_cell, self.high[pixels] - first_cell, self.low_weight[pixels], self.high_weight[pixels])
 
 
 @lru_cache(maxsize=64)
@@ -279,7 +299,45 @@ def axis_taps(source: int, output: int) -> AxisTaps:
     position = np.maximum(scale * (np.arange(output, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
     low = position.astype(np.int64)
     high_weight = position - low.astype(np.float32)
-    return AxisTaps(low, np.minimum(low + 1, source - 1), np.float32(1) - high_weight, high_weight)
+    first_pixel = np.searchsorted(low, np.arange(source + 1))
+    return AxisTaps(low, np.minimum(low + 1, source - 1), np.float32(1) - high_weight, high_weight, first_pixel)
+
+
+class MaskRegions(NamedTuple):
+    """Where K masks are upsampled, each an int64 [K] array: pixel rows y0..y1-1 and columns x0..x1-1, the
+    cell rows they tap (band_first..band_first + band_rows - 1), and where in the flat buffers each mask's
+    cell-row x pixel-column plane (band_start) and its crop (crop_start) begin."""
+
+    y0: np.ndarray
+    y1: np.ndarray
+    x0: np.ndarray
+    x1: np.ndarray
+    band_first: np.ndarray
+    band_rows: np.ndarray
+    band_start: np.ndarray
+    crop_start: np.ndarray
+
+    @property
+    def widths(self) -> np.ndarray:
+        return self.x1 - self.x0
+
+
+def mask_regions(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[np.ndarray, MaskRegions]:
+    """(indices of the masks of ``cells`` [N, Hp, Wp] whose non-zero cells reach a pixel, their regions)."""
+    # Each mask's support (x, y, width, height in cells; width 0 when it has none).
+    supports = np.array([cv2.boundingRect(nonzero) for nonzero in (cells != 0).view(np.uint8)], dtype=np.int64)
+    first_col, first_row, support_cols, support_rows = supports.reshape(-1, 4).T
+    y0, y1 = rows.pixels_reaching(first_row, first_row + support_rows - 1)
+    x0, x1 = cols.pixels_reaching(first_col, first_col + support_cols - 1)
+    # Downsampling to a tiny image can step over a support.
+    reached = np.flatnonzero((support_cols > 0) & (y1 > y0) & (x1 > x0))
+    y0, y1, x0, x1 = y0[reached], y1[reached], x0[reached], x1[reached]
+    band_first = rows.low[y0]
+    band_rows = rows.high[y1 - 1] - band_first + 1
+    widths = x1 - x0
+    band_start = np.concatenate(([0], np.cumsum(band_rows * widths)))
+    crop_start = np.concatenate(([0], np.cumsum((y1 - y0) * widths)))
+    return reached, MaskRegions(y0, y1, x0, x1, band_first, band_rows, band_start, crop_start)
 
 
 def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list[np.ndarray], np.ndarray]:
@@ -288,59 +346,63 @@ def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list
     False outside it. A mask whose cells reach no pixel gets an empty crop at (0, 0).
 
     The upsampling is PyTorch's bilinear interpolation in its order of float32 operations (along the width,
-    then along the height), so the masks equal ``yolact.to_image``'s; it runs over each mask's region alone, on
-    the prototype rows that region reads. (OpenCV's warpAffine did this region by region too, but its
-    fixed-point coordinates flipped 0.08% of the pixels and it took longer.)"""
-    # Each mask's support (x, y, width, height in cells; width 0 when it has none).
-    supports = np.array([cv2.boundingRect(nonzero) for nonzero in (cells != 0).view(np.uint8)], dtype=np.int64)
-    first_col, first_row, support_cols, support_rows = supports.reshape(-1, 4).T
-    y_start, y_stop = rows.pixels_reaching(first_row, first_row + support_rows - 1)
-    x_start, x_stop = cols.pixels_reaching(first_col, first_col + support_cols - 1)
-    # Downsampling to a tiny image can step over a support.
-    reached = (support_cols > 0) & (y_stop > y_start) & (x_stop > x_start)
+    then along the height), so the masks equal ``yolact.to_image``'s (OpenCV's warpAffine, tried first,
+    flipped 0.08% of the pixels with its fixed-point coordinates). Along the width every pixel column of a
+    mask's region is computed, on the cell rows it taps. Along the height, a pixel taps cell rows a and a + 1
+    (a = its low tap): where both are above 0.5 + SURE_MARGIN in its column (both below 0.5 - SURE_MARGIN) it
+    is True (False) whatever the float32 rounding, and it is copied from that; only the pixels with taps on
+    both sides, at the masks' edges, are computed, for all masks at once. The crops are views of one
+    buffer."""
+    reached, regions = mask_regions(cells, rows, cols)
+    along_width = np.empty(regions.band_start[-1], dtype=np.float32)
+    one_sided = np.empty(regions.band_start[-1], dtype=bool)
+    pixels = np.empty(regions.crop_start[-1], dtype=bool)
     crops = [EMPTY_CROP] * len(cells)
+    for n, y0, y1, x0, x1, band_first, band_rows, band_start, crop_start in zip(reached.tolist(), *(field.tolist() for field in regions)):
+        band = cells[n, band_first : band_first + band_rows]
+        plane = along_width[band_start : band_start + band_rows * (x1 - x0)].reshape(band_rows, x1 - x0)
+        np.multiply(band[:, cols.low[x0:x1]], cols.low_weight[x0:x1], out=plane)
+        high = band[:, cols.high[x0:x1]]
+        high *= cols.high_weight[x0:x1]
+        plane += high
+        above = plane > np.float32(MASK_THRESHOLD + SURE_MARGIN)
+        below = plane < np.float32(MASK_THRESHOLD - SURE_MARGIN)
+        # Cell row a with a + 1 (the last cell row of the prototypes is its own upper tap).
+        above[:-1] &= above[1:]
+        below[:-1] &= below[1:]
+        np.logical_or(above, below, out=one_sided[band_start : band_start + above.size].reshape(above.shape))
+        crop = pixels[crop_start : crop_start + (y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
+        np.take(above, rows.low[y0:y1] - band_first, axis=0, out=crop)
+        crops[n] = crop
+    compute_two_sided_pixels(along_width, one_sided, pixels, regions, rows)
     offsets = np.zeros((len(cells), 2), dtype=np.int64)
-    for n in np.flatnonzero(reached):
-        ys, xs = slice(y_start[n], y_stop[n]), slice(x_start[n], x_stop[n])
-        band_rows = rows.region(ys)
-        band_cols = cols.region(xs)
-        band = cells[n, rows.low[ys.start] : rows.high[ys.stop - 1] + 1, cols.low[xs.start] : cols.high[xs.stop - 1] + 1]
-        crops[n] = upsampled_above_threshold(band, band_rows, band_cols)
-        offsets[n] = xs.start, ys.start
+    offsets[reached] = np.stack((regions.x0, regions.y0), axis=1)
     return crops, offsets
 
 
-def upsampled_above_threshold(band: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> np.ndarray:
-    """bool [len(rows), len(cols)]: ``band`` [r, c] (float32 cells, which the taps index) bilinearly
-    upsampled, > 0.5, exactly as computing every pixel would give it.
-
-    Along the width every pixel column is computed, on the cell rows. Along the height, a pixel taps cell
-    rows a and a + 1 (a = its low tap); where both are above 0.5 + SURE_MARGIN in its column (or both below
-    0.5 - SURE_MARGIN) it is True (False) whatever the float32 rounding, so only pixels with taps on both
-    sides, near the mask's edges, are computed one by one."""
-    along_width = band[:, cols.low]
-    along_width *= cols.low_weight
-    high = band[:, cols.high]
-    high *= cols.high_weight
-    along_width += high
-    above = along_width > np.float32(MASK_THRESHOLD + SURE_MARGIN)
-    below = along_width < np.float32(MASK_THRESHOLD - SURE_MARGIN)
-    # Cell row a with the next one (the last cell row is its own upper tap).
-    above[:-1] &= above[1:]
-    below[:-1] &= below[1:]
-    crop = above[rows.low]
-    cell_row, column = np.divmod(np.flatnonzero(~(above | below)), above.shape[1])
-    if len(cell_row):
-        first_pixel = np.searchsorted(rows.low, np.arange(len(band) + 1))
-        pixel_count = first_pixel[cell_row + 1] - first_pixel[cell_row]
-        steps = pixel_count.max(initial=0)
-        pair, step = np.divmod(np.flatnonzero(np.arange(steps) < pixel_count[:, None]), steps)
-        row = first_pixel[cell_row[pair]] + step
-        column = column[pair]
-        value = along_width[rows.low[row], column] * rows.low_weight[row]
-        value += along_width[rows.high[row], column] * rows.high_weight[row]
-        crop[row, column] = value > MASK_THRESHOLD
-    return crop
+def compute_two_sided_pixels(along_width: np.ndarray, one_sided: np.ndarray, pixels: np.ndarray, regions: MaskRegions,
+                             rows: AxisTaps) -> None:
+    """Set in ``pixels`` (the crops' flat buffer) every pixel whose two cell-row taps are not on one side of
+    0.5 (``one_sided`` False), from ``along_width`` (both flat, laid out by ``regions``), in PyTorch's
+    order of float32 operations."""
+    position = np.flatnonzero(~one_sided)
+    if not len(position):
+        return
+    mask = np.searchsorted(regions.band_start, position, side="right") - 1
+    widths = regions.widths[mask]
+    cell_row, column = np.divmod(position - regions.band_start[mask], widths)
+    cell_row += regions.band_first[mask]
+    # The mask's pixel rows whose low tap is that cell row.
+    first = np.maximum(rows.first_pixel[cell_row], regions.y0[mask])
+    count = np.minimum(rows.first_pixel[cell_row + 1], regions.y1[mask]) - first
+    steps = max(int(count.max()), 1)
+    pair, step = np.divmod(np.flatnonzero(np.arange(steps) < count[:, None]), steps)
+    row = first[pair] + step
+    mask, column, widths = mask[pair], column[pair], widths[pair]
+    origin = regions.band_start[mask] + column - regions.band_first[mask] * widths
+    value = along_width[origin + rows.low[row] * widths] * rows.low_weight[row]
+    value += along_width[origin + rows.high[row] * widths] * rows.high_weight[row]
+    pixels[regions.crop_start[mask] + (row - regions.y0[mask]) * widths + column] = value > MASK_THRESHOLD
 
 
 def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -368,7 +430,9 @@ def paste_detections(
     prototypes = raw.masks[index]
     rows = axis_taps(prototypes.shape[-2], height)
     cols = axis_taps(prototypes.shape[-1], width)
-    crops, offsets = paste_masks(prototypes[keep], rows, cols)
+    # The graph ranks its detections, so the kept ones are usually the first ones: no copy of their cells.
+    cells = prototypes[: len(keep)] if np.array_equal(keep, np.arange(len(keep))) else prototypes[keep]
+    crops, offsets = paste_masks(cells, rows, cols)
     return Detections(
         boxes=pixel_boxes(raw.boxes[index, keep], height, width),
         scores=raw.scores[index, keep].astype(np.float32),
