@@ -4,10 +4,10 @@ boxes and boolean masks at the image size.
 It gives the numbers of ``yolact.to_image`` (PyTorch's bilinear upsampling with ``align_corners=False``,
 then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but upsamples
 a mask only where it can be non-zero: the support of its cropped prototype cells grown by the one cell that
-bilinear taps reach, mapped to image pixels, in numpy, in PyTorch's order of float32 operations. That region
-is what a mask keeps (its crop, and the crop's offset in the image): no full-image plane is made unless a
-caller asks for one (``Detections.masks``), and COCO RLE is computed from the crops.
-"""
+bilinear taps reach, mapped to image pixels. It does so in numpy, in PyTorch's order of float32 operations,
+computing pixel by pixel only where a mask's edge can fall (``paste_masks``). That region is what a mask
+keeps: its crop, 8 pixels to a byte, with the crop's place in the image. No full-image plane is made unless
+a caller asks for one (``Detections.masks``, ``Detections.mask``), and COCO RLE is computed from the crops."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ class RawOutputs(NamedTuple):
 
 
 class MaskCrop(NamedTuple):
-    """One mask as it is stored: ``mask`` bool [h, w], the image's rows y..y+h-1 and columns x..x+w-1
-    (``offset`` = (x, y)); every pixel outside it is False. h or w is 0 for a mask with no pixel there."""
+    """One mask as a crop: ``mask`` bool [h, w], the image's rows y..y+h-1 and columns x..x+w-1 (``offset``
+    = (x, y)); every pixel outside it is False. h and w are 0 for a mask with no pixel there."""
 
     mask: np.ndarray
     offset: tuple[int, int]
@@ -58,50 +58,63 @@ class MaskCrop(NamedTuple):
         return slice(y, y + self.mask.shape[0]), slice(x, x + self.mask.shape[1])
 
 
-def column_runs(crops: Sequence[np.ndarray], offsets: np.ndarray, frame_height: np.ndarray | int,
+def pack_crops(crops: Sequence[np.ndarray], offsets: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Bool crops [h_i, w_i] at offsets (x, y) [N, 2] -> (packed: uint8 [h_i, ceil(w_i / 8)], each row's
+    pixels 8 to a byte, first pixel in the high bit (``np.packbits``); regions: int64 [N, 4] x0, y0, x1, y1)."""
+    packed = [np.packbits(crop, axis=1) for crop in crops]
+    sizes = np.array([crop.shape[::-1] for crop in crops], dtype=np.int64).reshape(-1, 2)
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    return packed, np.concatenate((offsets, offsets + sizes), axis=1)
+
+
+def column_runs(packed: Sequence[np.ndarray], regions: np.ndarray, frame_height: np.ndarray | int,
                 frame_area: np.ndarray | int) -> list[np.ndarray]:
     """Uncompressed COCO RLE counts (int64: column-major run lengths, the first one of False pixels) of each
-    crop [h, w] placed at offsets[i] = (x, y) in a frame (of ``frame_height`` rows and ``frame_area``
-    pixels, each one value or one per crop) that is False outside it, all crops at once.
+    packed crop (``pack_crops``) in a frame (of ``frame_height`` rows and ``frame_area`` pixels, each one
+    value or one per crop) that is False outside it, all crops at once.
 
-    A crop's runs start and end inside its columns: where a pixel differs from the one above it, or is True
-    on the crop's first row (a start) or last row (an end, at the pixel below). Sorted column-major they
-    alternate start, end. A run that ends on the frame's last row and one that starts on the next column's
-    first row are one run of the frame, so such a pair of edges is dropped."""
-    count = len(crops)
+    A crop's runs start and end inside its columns: where a pixel differs from the one above it (a set bit
+    of two rows' XOR), or is True on the crop's first row (a start) or last row (an end, at the pixel below).
+    Sorted column-major they alternate start, end. A run that ends on the frame's last row and one that
+    starts on the next column's first row are one run of the frame, so such a pair of edges is dropped."""
+    count = len(packed)
     frame_height = np.broadcast_to(np.asarray(frame_height, dtype=np.int64), (count,))
     frame_area = np.broadcast_to(np.asarray(frame_area, dtype=np.int64), (count,))
-    shapes = np.array([crop.shape for crop in crops], dtype=np.int64).reshape(count, 2)
-    widths = shapes[:, 1]
-    starts = np.concatenate(([0], np.cumsum((shapes[:, 0] + 1) * widths)))
-    flips = np.zeros(starts[-1], dtype=bool)
-    for crop, start in zip(crops, starts.tolist()):
-        if crop.size:
-            plane = flips[start : start + crop.size + crop.shape[1]].reshape(-1, crop.shape[1])
-            plane[0], plane[-1] = crop[0], crop[-1]
-            np.not_equal(crop[1:], crop[:-1], out=plane[1:-1])
-    position = np.flatnonzero(flips)  # np.nonzero of each 2-d plane would be slower
+    shapes = np.array([rows.shape for rows in packed], dtype=np.int64).reshape(count, 2)
+    row_bytes = shapes[:, 1]
+    starts = np.concatenate(([0], np.cumsum((shapes[:, 0] + 1) * row_bytes)))
+    flips = np.zeros(starts[-1], dtype=np.uint8)
+    for rows, start in zip(packed, starts.tolist()):
+        if rows.size:
+            plane = flips[start : start + rows.size + rows.shape[1]].reshape(-1, rows.shape[1])
+            plane[0], plane[-1] = rows[0], rows[-1]
+            np.bitwise_xor(rows[1:], rows[:-1], out=plane[1:-1])
+    byte_position = np.flatnonzero(flips)
+    byte_index, bit = np.divmod(np.flatnonzero(np.unpackbits(flips[byte_position])), 8)
+    position = byte_position[byte_index]
     owner = np.searchsorted(starts, position, side="right") - 1
-    row, column = np.divmod(position - starts[owner], widths[owner])
+    row, byte_column = np.divmod(position - starts[owner], row_bytes[owner])
+    column = byte_column * 8 + bit
     # Sorted by crop, then column-major in the frame.
-    edge_keys = owner * (frame_area.max(initial=0) + 1) + (column + offsets[owner, 0]) * frame_height[owner] + row + offsets[owner, 1]
+    key_stride = frame_area.max(initial=0) + 1
+    edge_keys = owner * key_stride + (column + regions[owner, 0]) * frame_height[owner] + row + regions[owner, 1]
     edge_keys.sort()
     joined = np.flatnonzero(edge_keys[1:-1:2] == edge_keys[2::2])
     if len(joined):
         edge_keys = np.delete(edge_keys, np.concatenate((2 * joined + 1, 2 * joined + 2)))
-    owner, edges = np.divmod(edge_keys, frame_area.max(initial=0) + 1)
+    owner, edges = np.divmod(edge_keys, key_stride)
     # Each crop's edges between a 0 and its frame's area: differences are its runs.
     edge_counts = np.bincount(owner, minlength=count)
     ends = np.cumsum(edge_counts + 2)
+    firsts = ends - edge_counts - 2
     bounded = np.empty(ends[-1] if count else 0, dtype=np.int64)
     inner = np.ones(len(bounded), dtype=bool)
-    inner[ends - edge_counts - 2] = inner[ends - 1] = False
-    bounded[ends - edge_counts - 2], bounded[ends - 1], bounded[inner] = 0, frame_area, edges
+    inner[firsts] = inner[ends - 1] = False
+    bounded[firsts], bounded[ends - 1], bounded[inner] = 0, frame_area, edges
     runs = np.diff(bounded)
     # pycocotools ends on the last run of pixels: no empty False run after a mask that fills the last pixel.
-    last_run = runs[ends - 2] if count else runs
-    stops = ends - 1 - ((last_run == 0) & (edge_counts > 0))
-    return [runs[begin:stop] for begin, stop in zip((ends - edge_counts - 2).tolist(), stops.tolist())]
+    stops = ends - 1 - ((runs[ends - 2] == 0) & (edge_counts > 0)) if count else ends
+    return [runs[first:stop] for first, stop in zip(firsts.tolist(), stops.tolist())]
 
 
 @dataclass
@@ -112,18 +125,19 @@ class Detections:
     str, mask_scores [N] float32 (what ranks the masks: YOLACT++'s box score x predicted mask IoU, otherwise
     the box score), track_ids [N] int64 or None when not tracked.
 
-    Each mask is stored as its crop: ``mask_crops[i]`` bool [h_i, w_i] at ``mask_offsets[i]`` = (x, y)
-    (int64 [N, 2]), the region its prototype cells can reach; the image is False outside it. ``masks``
-    gives the dense [N, height, width] planes (made on first use), ``mask(i)`` one plane, ``crop(i)`` one
-    crop with its offset.
+    Each mask is stored as its crop, the region its prototype cells can reach (the image is False outside
+    it): ``mask_regions`` int64 [N, 4] x0, y0, x1, y1 (pixels, end exclusive) and ``packed_masks[i]`` uint8
+    [y1 - y0, ceil((x1 - x0) / 8)], the crop's rows 8 pixels to a byte (``np.packbits``). ``crop(i)`` gives
+    one crop as bool with its offset, ``mask(i)`` one image plane, ``masks`` the dense [N, height, width]
+    planes (made on first use, kept).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     class_names: list[str]
-    mask_crops: list[np.ndarray]
-    mask_offsets: np.ndarray
+    packed_masks: list[np.ndarray]
+    mask_regions: np.ndarray
     mask_scores: np.ndarray
     height: int
     width: int
@@ -142,15 +156,15 @@ class Detections:
 
     def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Detections:
         """The detections picked by ``index`` (an int array, a bool mask [N], a slice or an int), in its
-        order, every field aligned: boxes, scores, classes, names, mask scores, crops and track ids."""
+        order, every field aligned: boxes, scores, classes, names, mask scores, masks and track ids."""
         picked = np.atleast_1d(np.arange(len(self))[index])
         subset = Detections(
             boxes=self.boxes[picked],
             scores=self.scores[picked],
             class_ids=self.class_ids[picked],
             class_names=[self.class_names[i] for i in picked],
-            mask_crops=[self.mask_crops[i] for i in picked],
-            mask_offsets=self.mask_offsets[picked],
+            packed_masks=[self.packed_masks[i] for i in picked],
+            mask_regions=self.mask_regions[picked],
             mask_scores=self.mask_scores[picked],
             height=self.height,
             width=self.width,
@@ -160,9 +174,15 @@ class Detections:
             subset._rles = [self._rles[i] for i in picked]
         return subset
 
+    @property
+    def mask_offsets(self) -> np.ndarray:
+        """int64 [N, 2]: each crop's (x, y) in the image."""
+        return self.mask_regions[:, :2]
+
     def crop(self, i: int) -> MaskCrop:
-        x, y = (int(v) for v in self.mask_offsets[i])
-        return MaskCrop(self.mask_crops[i], (x, y))
+        """Mask ``i`` as its bool crop and the crop's (x, y) offset in the image."""
+        x0, y0, x1, _ = (int(v) for v in self.mask_regions[i])
+        return MaskCrop(np.unpackbits(self.packed_masks[i], axis=1, count=x1 - x0).view(bool), (x0, y0))
 
     def mask(self, i: int) -> np.ndarray:
         """Mask ``i`` as a bool [height, width] plane (made now; the crop is what is stored)."""
@@ -173,8 +193,8 @@ class Detections:
 
     @property
     def masks(self) -> np.ndarray:
-        """All masks as bool [N, height, width], made on first use and kept: N full planes, where the crops
-        take a small part of that (see ``mask_nbytes``)."""
+        """All masks as bool [N, height, width], made on first use and kept: N full planes, where the stored
+        crops take a small part of that (``mask_nbytes``)."""
         if self._masks is None:
             masks = np.zeros((len(self), self.height, self.width), dtype=bool)
             for i, plane in enumerate(masks):
@@ -185,12 +205,8 @@ class Detections:
 
     @property
     def mask_nbytes(self) -> int:
-        """Bytes the stored masks take: the crops and their offsets."""
-        return sum(crop.nbytes for crop in self.mask_crops) + self.mask_offsets.nbytes
-
-    def mask_areas(self) -> np.ndarray:
-        """int64 [N]: the True pixels of each mask."""
-        return np.array([np.count_nonzero(crop) for crop in self.mask_crops], dtype=np.int64)
+        """Bytes the stored masks take: the packed crops and their regions."""
+        return sum(rows.nbytes for rows in self.packed_masks) + self.mask_regions.nbytes
 
     def rle(self) -> list[dict[str, Any]]:
         """The masks as COCO RLE dicts (pycocotools: ``size`` [h, w], ``counts`` bytes), encoded once, from
@@ -198,7 +214,7 @@ class Detections:
         the dense masks."""
         if self._rles is None:
             size = [self.height, self.width]
-            runs = column_runs(self.mask_crops, self.mask_offsets, self.height, self.height * self.width)
+            runs = column_runs(self.packed_masks, self.mask_regions, self.height, self.height * self.width)
             self._rles = mask_utils.frPyObjects([{"size": size, "counts": counts} for counts in runs], *size) if runs else []
         return self._rles
 
@@ -206,7 +222,7 @@ class Detections:
         """The per-image JSON record, the format ``python -m yolact.predict`` and the C++ runtime write, each
         detection with its ``track_id`` (null when not tracked)."""
         rles = self.rle()
-        areas = self.mask_areas()
+        areas = mask_utils.area(rles) if rles else []
         records = [
             {
                 "track_id": None if self.track_ids is None else int(self.track_ids[i]),
@@ -266,13 +282,14 @@ class Detections:
 
     def compact_mask(self, compact_mask_type: type) -> Any:
         """supervision's ``CompactMask`` of the crops: each crop's column-major runs (a crop with no pixel
-        becomes supervision's own stand-in, a 1x1 False crop)."""
-        crops = [crop if crop.size else np.zeros((1, 1), dtype=bool) for crop in self.mask_crops]
-        offsets = np.array([offset if crop.size else (0, 0) for crop, offset in zip(self.mask_crops, self.mask_offsets.tolist())],
-                           dtype=np.int32).reshape(-1, 2)
-        shapes = np.array([crop.shape for crop in crops], dtype=np.int32).reshape(-1, 2)
-        runs = [counts.astype(np.int32) for counts in column_runs(crops, np.zeros_like(offsets), shapes[:, 0], shapes.prod(axis=1))]
-        return compact_mask_type(runs, shapes, offsets, (self.height, self.width))
+        becomes supervision's own stand-in, a 1x1 False crop at (0, 0))."""
+        empty = (self.mask_regions[:, 2] == self.mask_regions[:, 0]) | (self.mask_regions[:, 3] == self.mask_regions[:, 1])
+        packed = [np.zeros((1, 1), np.uint8) if none else rows for rows, none in zip(self.packed_masks, empty.tolist())]
+        offsets = np.where(empty[:, None], 0, self.mask_offsets)
+        sizes = np.where(empty[:, None], 1, self.mask_regions[:, 2:] - self.mask_offsets)  # (w, h)
+        runs = column_runs(packed, np.concatenate((np.zeros_like(sizes), sizes), axis=1), sizes[:, 1], sizes.prod(axis=1))
+        return compact_mask_type([counts.astype(np.int32) for counts in runs], sizes[:, ::-1].astype(np.int32),
+                                 offsets.astype(np.int32), (self.height, self.width))
 
 
 class AxisTaps(NamedTuple):
@@ -432,15 +449,15 @@ def paste_detections(
     cols = axis_taps(prototypes.shape[-1], width)
     # The graph ranks its detections, so the kept ones are usually the first ones: no copy of their cells.
     cells = prototypes[: len(keep)] if np.array_equal(keep, np.arange(len(keep))) else prototypes[keep]
-    crops, offsets = paste_masks(cells, rows, cols)
+    packed, regions = pack_crops(*paste_masks(cells, rows, cols))
     return Detections(
         boxes=pixel_boxes(raw.boxes[index, keep], height, width),
         scores=raw.scores[index, keep].astype(np.float32),
         mask_scores=raw.mask_scores[index, keep].astype(np.float32),
         class_ids=class_ids,
         class_names=[class_names[c] if class_names is not None else str(c) for c in class_ids],
-        mask_crops=crops,
-        mask_offsets=offsets,
+        packed_masks=packed,
+        mask_regions=regions,
         height=height,
         width=width,
     )
