@@ -375,7 +375,7 @@ def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list
     one_sided = np.empty(regions.band_start[-1], dtype=bool)
     pixels = np.empty(regions.crop_start[-1], dtype=bool)
     crops = [EMPTY_CROP] * len(cells)
-    for n, y0, y1, x0, x1, band_first, band_rows, band_start, crop_start in zip(reached.tolist(), *(field.tolist() for field in regions)):
+    for n, y0, y1, x0, x1, band_first, band_rows, band_start, crop_start in zip(reached.tolist(), *(column.tolist() for column in regions)):
         band = cells[n, band_first : band_first + band_rows]
         plane = along_width[band_start : band_start + band_rows * (x1 - x0)].reshape(band_rows, x1 - x0)
         np.multiply(band[:, cols.low[x0:x1]], cols.low_weight[x0:x1], out=plane)
