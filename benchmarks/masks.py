@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import subprocess
 import sys
@@ -66,16 +65,22 @@ def load_outputs(path: Path) -> runtime.detections.RawOutputs:
         return runtime.detections.RawOutputs(**{name: saved[name] for name in runtime.detections.RawOutputs._fields})
 
 
-def baseline_module(commit: str) -> types.ModuleType:
-    """runtime/detections.py as it was at ``commit``, imported under a name of its own."""
+def baseline_source(parser: argparse.ArgumentParser, commit: str) -> str:
+    """runtime/detections.py as it was at ``commit`` (``git show``), or the parser's one-line error."""
     shown = subprocess.run(["git", "show", f"{commit}:runtime/detections.py"], cwd=ROOT, capture_output=True, text=True)
     if shown.returncode != 0:
-        raise SystemExit(f"--baseline-commit {commit}: git cannot show runtime/detections.py there: {shown.stderr.strip()}")
+        lines = shown.stderr.strip().splitlines()
+        parser.error(f"--baseline-commit {commit}: git cannot show runtime/detections.py there ({lines[-1] if lines else 'no git'})")
+    return shown.stdout
+
+
+def baseline_module(source: str, commit: str) -> types.ModuleType:
+    """The baseline runtime's detections module, imported under a name of its own."""
     name = "baseline_detections"
     module = types.ModuleType(name)
     module.__file__ = f"{commit}:runtime/detections.py"
     sys.modules[name] = module  # dataclasses look their module up
-    exec(compile(shown.stdout, module.__file__, "exec"), module.__dict__)
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
     return module
 
 
@@ -126,7 +131,7 @@ def status_kib(field_name: str) -> int:
 
 
 def rss_worker(args: argparse.Namespace) -> None:
-    module = baseline_module(args.baseline_commit) if args.rss_worker == "baseline" else runtime.detections
+    module = baseline_module(args.baseline_source, args.baseline_commit) if args.rss_worker == "baseline" else runtime.detections
     raw = load_outputs(args.outputs)
     (height, width), = args.sizes
     module.paste_detections(raw, 0, 8, 8).to_json("warm-up")  # imports and caches outside the measure
@@ -189,6 +194,7 @@ def parse_args(argv) -> argparse.Namespace:
     args.sizes = [image_size(parser, size, "--sizes") for size in args.sizes]
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    args.baseline_source = baseline_source(parser, args.baseline_commit)
     return args
 
 
@@ -198,7 +204,7 @@ def main(argv=None) -> int:
         rss_worker(args)
         return 0
     torch.set_num_threads(1)
-    baseline = baseline_module(args.baseline_commit)
+    baseline = baseline_module(args.baseline_source, args.baseline_commit)
     started = datetime.datetime.now(datetime.timezone.utc)
     results = []
     with tempfile.TemporaryDirectory(prefix="yolact-masks-") as scratch:
