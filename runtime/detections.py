@@ -395,33 +395,46 @@ def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list
 def upsample_group(cells: np.ndarray, masks: np.ndarray, regions: MaskRegions, rows: AxisTaps, cols: AxisTaps) -> list[np.ndarray]:
     """Bool crops of ``cells[masks]`` over ``regions`` (views of one buffer).
 
-    Along the width every pixel column of a mask's region is computed, on the cell rows it taps. Along the
-    height, a pixel taps cell rows a and a + 1 (a = its low tap): where both are above 0.5 + SURE_MARGIN in
-    its column (both below 0.5 - SURE_MARGIN) it is True (False) whatever the float32 rounding, and it is
-    copied from that; only the pixels with taps on both sides, at the masks' edges, are computed, for all
-    the group's masks at once."""
+    Along the width every pixel column of a mask's region is computed, on the cell rows it taps (each
+    column's cell rows side by side in ``along_width``). Along the height, a pixel taps cell rows a and
+    a + 1 (a = its low tap): where both are above 0.5 + SURE_MARGIN in its column (both below
+    0.5 - SURE_MARGIN) it is True (False) whatever the float32 rounding, and it is copied from that; only the
+    pixels with taps on both sides, at the masks' edges, are computed, for all the group's masks at once."""
     along_width = np.empty(regions.band_start[-1], dtype=np.float32)
-    one_sided = np.empty(regions.band_start[-1], dtype=bool)
+    for n, x0, x1, band_first, band_rows, band_start in zip(
+        masks.tolist(), *(values.tolist() for values in (regions.x0, regions.x1, regions.band_first, regions.band_rows, regions.band_start))
+    ):
+        columns = np.ascontiguousarray(cells[n, band_first : band_first + band_rows].T)  # [Wp, band rows]
+        plane = along_width[band_start : band_start + band_rows * (x1 - x0)].reshape(x1 - x0, band_rows)
+        np.multiply(columns[cols.low[x0:x1]], cols.low_weight[x0:x1, None], out=plane)
+        high = columns[cols.high[x0:x1]]
+        high *= cols.high_weight[x0:x1, None]
+        plane += high
+    above = along_width > np.float32(MASK_THRESHOLD + SURE_MARGIN)
+    below = along_width < np.float32(MASK_THRESHOLD - SURE_MARGIN)
+    # Cell row a with a + 1; a column's last cell row is its own upper tap (the prototypes' last row).
+    last = column_ends(regions)
+    above_last, below_last = above[last], below[last]
+    above[:-1] &= above[1:]
+    below[:-1] &= below[1:]
+    above[last], below[last] = above_last, below_last
     pixels = np.empty(regions.crop_start[-1], dtype=bool)
     crops = []
-    for n, y0, y1, x0, x1, band_first, band_rows, band_start, crop_start in zip(masks.tolist(), *(values.tolist() for values in regions)):
-        band = cells[n, band_first : band_first + band_rows]
-        plane = along_width[band_start : band_start + band_rows * (x1 - x0)].reshape(band_rows, x1 - x0)
-        np.multiply(band[:, cols.low[x0:x1]], cols.low_weight[x0:x1], out=plane)
-        high = band[:, cols.high[x0:x1]]
-        high *= cols.high_weight[x0:x1]
-        plane += high
-        above = plane > np.float32(MASK_THRESHOLD + SURE_MARGIN)
-        below = plane < np.float32(MASK_THRESHOLD - SURE_MARGIN)
-        # Cell row a with a + 1 (the last cell row of the prototypes is its own upper tap).
-        above[:-1] &= above[1:]
-        below[:-1] &= below[1:]
-        np.logical_or(above, below, out=one_sided[band_start : band_start + above.size].reshape(above.shape))
+    for y0, y1, x0, x1, band_first, band_rows, band_start, crop_start in zip(*(values.tolist() for values in regions)):
         crop = pixels[crop_start : crop_start + (y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
-        np.take(above, rows.low[y0:y1] - band_first, axis=0, out=crop)
+        certain = above[band_start : band_start + band_rows * (x1 - x0)].reshape(x1 - x0, band_rows)
+        np.take(certain.T, rows.low[y0:y1] - band_first, axis=0, out=crop)
         crops.append(crop)
-    compute_two_sided_pixels(along_width, one_sided, pixels, regions, rows)
+    compute_two_sided_pixels(along_width, above | below, pixels, regions, rows)
     return crops
+
+
+def column_ends(regions: MaskRegions) -> np.ndarray:
+    """Where in the flat cell-row planes each pixel column's last cell row lies."""
+    widths = regions.widths
+    mask = np.repeat(np.arange(len(widths)), widths)
+    column = np.arange(len(mask)) - np.repeat(np.cumsum(widths) - widths, widths)
+    return regions.band_start[mask] + (column + 1) * regions.band_rows[mask] - 1
 
 
 def compute_two_sided_pixels(along_width: np.ndarray, one_sided: np.ndarray, pixels: np.ndarray, regions: MaskRegions,
@@ -433,8 +446,8 @@ def compute_two_sided_pixels(along_width: np.ndarray, one_sided: np.ndarray, pix
     if not len(position):
         return
     mask = np.searchsorted(regions.band_start, position, side="right") - 1
-    widths = regions.widths[mask]
-    cell_row, column = np.divmod(position - regions.band_start[mask], widths)
+    band_rows = regions.band_rows[mask]
+    column, cell_row = np.divmod(position - regions.band_start[mask], band_rows)
     cell_row += regions.band_first[mask]
     # The mask's pixel rows whose low tap is that cell row.
     first = np.maximum(rows.first_pixel[cell_row], regions.y0[mask])
@@ -442,10 +455,11 @@ def compute_two_sided_pixels(along_width: np.ndarray, one_sided: np.ndarray, pix
     steps = max(int(count.max()), 1)
     pair, step = np.divmod(np.flatnonzero(np.arange(steps) < count[:, None]), steps)
     row = first[pair] + step
-    mask, column, widths = mask[pair], column[pair], widths[pair]
-    origin = regions.band_start[mask] + column - regions.band_first[mask] * widths
-    value = along_width[origin + rows.low[row] * widths] * rows.low_weight[row]
-    value += along_width[origin + rows.high[row] * widths] * rows.high_weight[row]
+    mask, column, band_rows = mask[pair], column[pair], band_rows[pair]
+    origin = regions.band_start[mask] + column * band_rows - regions.band_first[mask]
+    value = along_width[origin + rows.low[row]] * rows.low_weight[row]
+    value += along_width[origin + rows.high[row]] * rows.high_weight[row]
+    widths = regions.widths[mask]
     pixels[regions.crop_start[mask] + (row - regions.y0[mask]) * widths + column] = value > MASK_THRESHOLD
 
 
