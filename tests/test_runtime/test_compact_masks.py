@@ -6,6 +6,7 @@ test_runtime_parity.py and test_export_yolact_plus.py."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import cv2
 import numpy as np
@@ -140,3 +141,9 @@ def test_to_supervision_and_its_annotators_draw_our_results(scene_detections, im
     assert (boxed[y1, x1:x2] != image[y1, x1:x2]).any()
     labelled = sv.LabelAnnotator().annotate(image.copy(), converted, labels=[f"#{t} {n}" for t, n in zip(dets.track_ids, dets.class_names)])
     assert (labelled != image).any()
+
+
+def test_to_supervision_without_supervision_names_the_extra(scene_detections, monkeypatch):
+    monkeypatch.setitem(sys.modules, "supervision", None)  # what `import supervision` meets where it is not installed
+    with pytest.raises(ImportError, match=r'^Detections.to_supervision needs supervision: pip install "\.\[video\]"$'):
+        scene_detections.to_supervision()
