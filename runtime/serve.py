@@ -31,6 +31,7 @@ from command_line import OneLineParser, non_negative_int, positive_int
 from .backends.base import INPUT_NAME
 from .backends.triton_client import DEFAULT_MODEL_NAME, PRECISION_KEY, SERVED_BY_KEY
 from .errors import ImageError, SegmenterError
+from .ragged_batches import allow_ragged_inputs, infer_by_size
 from .segmenter import Segmenter
 
 # The largest image side the exporter lets a graph of dynamic size assume (export.onnx_export.MAX_IMAGE_SIDE).
@@ -101,13 +102,16 @@ class GraphInstance:
         return images
 
     def __call__(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """Triton's dynamic batcher hands over requests of one image size; they go through the graph as one
-        batch and come back split per request. An error fails every request of the call."""
+        """Triton's dynamic batcher hands over requests of any image sizes (the input is ragged); each size
+        goes through the graph as one batch, and the outputs come back split per request. An error fails
+        every request of the call (PyTriton 0.7.0 answers a call with all responses or one error)."""
         images = [self.checked(request[INPUT_NAME], index) for index, request in enumerate(requests)]
-        raw = self.segmenter.infer(np.concatenate(images) if len(images) > 1 else images[0])
-        bounds = np.cumsum([0, *(len(batch) for batch in images)])
-        outputs = {name: value.reshape(len(value), *triton_dims(value.shape[1:])) for name, value in raw._asdict().items()}
-        return [{name: value[start:stop] for name, value in outputs.items()} for start, stop in zip(bounds[:-1], bounds[1:])]
+        return infer_by_size(self.outputs, images)
+
+    def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's outputs for a batch [B, H, W, 3] of one size, each [B, *triton_dims]."""
+        raw = self.segmenter.infer(images)
+        return {name: value.reshape(len(value), *triton_dims(value.shape[1:])) for name, value in raw._asdict().items()}
 
 
 def model_parameters(segmenter: Segmenter) -> dict[str, str]:
@@ -177,11 +181,12 @@ def serve(args: argparse.Namespace, segmenters: list[Segmenter], stop: threading
         strict=True,
     )
     publish_parameters(triton, args.name, model_parameters(first))
+    allow_ragged_inputs(triton, args.name, [INPUT_NAME])
     try:
         triton.run()
         print(
             f"serving {args.model} as {args.name!r} ({first.backend_name}, {args.instances} instance(s), batches up to "
-            f"{max_batch}, dynamic batching {'on' if batcher else 'off'}): http://{args.host}:{args.http_port} "
+            f"{max_batch}, dynamic batching {'on, mixed image sizes together' if batcher else 'off'}): http://{args.host}:{args.http_port} "
             f"grpc://{args.host}:{args.grpc_port} metrics http://{args.host}:{args.metrics_port}/metrics",
             flush=True,
         )
