@@ -104,8 +104,14 @@ class GraphInstance:
     def __call__(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Triton's dynamic batcher hands over requests of any image sizes (the input is ragged); each size
         goes through the graph as one batch, and the outputs come back split per request. An error fails
-        every request of the call (PyTriton 0.7.0 answers a call with all responses or one error)."""
-        images = [self.checked(request[INPUT_NAME], index) for index, request in enumerate(requests)]
+        every request of the call (PyTriton 0.7.0 answers a call with all responses or one error), so the
+        message tells the other clients of a refused request's call that theirs were not at fault."""
+        try:
+            images = [self.checked(request[INPUT_NAME], index) for index, request in enumerate(requests)]
+        except ImageError as error:
+            if len(requests) == 1:
+                raise
+            raise ImageError(f"{error}; the {len(requests) - 1} other request(s) batched with it fail with it: send those again") from None
         return infer_by_size(self.outputs, images)
 
     def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
