@@ -4,8 +4,9 @@ The server is the tritonserver that ``nvidia-pytriton`` bundles (``pip install "
 graph runs in this process on any backend of the runtime (onnxruntime, OpenVINO, TensorRT), one Segmenter
 per model instance. Clients speak the KServe v2 protocol over HTTP or gRPC; they see the inputs and
 outputs of the model repository that ``python -m export --to triton`` writes, so one client works against
-both: ``runtime.Segmenter("grpc://127.0.0.1:8001/yolact")``. SIGTERM or Ctrl-C drains the requests in
-flight, then the process exits 0.
+both: ``runtime.Segmenter("grpc://127.0.0.1:8001/yolact")``. Concurrent requests of mixed image sizes batch
+together (a ragged input; ``runtime/ragged_batches.py``, docs/serving-batching.md). SIGTERM or Ctrl-C drains
+the requests in flight, then the process exits 0.
 """
 
 from __future__ import annotations
