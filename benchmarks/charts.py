@@ -50,15 +50,22 @@ def fps_chart(report: dict, path: Path) -> None:
 
 def serve_chart(report: dict, path: Path) -> None:
     """Throughput (left) and p99 latency (right) against concurrent clients, one line per server setup and
-    protocol; the in-process runtime's best throughput as a dashed line."""
+    protocol (images of one size), a star per mixed-size cell; the in-process runtime's best throughput as a
+    dashed line."""
     fig, (rate_ax, p99_ax) = plt.subplots(1, 2, figsize=(13, 5))
     for setup in report["servers"]:
         for protocol in sorted({cell["protocol"] for cell in setup["cells"]}):
-            cells = sorted((c for c in setup["cells"] if c["protocol"] == protocol), key=lambda c: c["clients"])
+            cells = sorted((c for c in setup["cells"] if c["protocol"] == protocol and not c.get("mixed_sizes")), key=lambda c: c["clients"])
             clients = [c["clients"] for c in cells]
             style = "-" if protocol == "grpc" else "--"
             line, = rate_ax.plot(clients, [c["images_per_s"] for c in cells], style, marker="o", label=f"{setup['label']}, {protocol}")
             p99_ax.plot(clients, [c["latency_ms"]["p99"] or 0 for c in cells], style, marker="o", color=line.get_color())
+            # Mixed image sizes: a star beside the same-size point of as many clients.
+            mixed = [c for c in setup["cells"] if c["protocol"] == protocol and c.get("mixed_sizes")]
+            if mixed:
+                label = f"{setup['label']}, {protocol}, sizes {' / '.join(mixed[0]['image_sizes'])} mixed"
+                rate_ax.plot([c["clients"] for c in mixed], [c["images_per_s"] for c in mixed], "*", markersize=12, color=line.get_color(), label=label)
+                p99_ax.plot([c["clients"] for c in mixed], [c["latency_ms"]["p99"] or 0 for c in mixed], "*", markersize=12, color=line.get_color())
     best = report["in_process_best"]
     rate_ax.axhline(best["images_per_s"], color="black", linestyle=":", label=f"in-process runtime, batch {best['batch']}")
     for ax in (rate_ax, p99_ax):

@@ -168,7 +168,8 @@ def markdown(report: dict) -> str:
         f"{report['config']}, {report['detections']} detections per image, {report['where']}; CPU ms per image "
         f"(median of {report['repeats']}); baseline: runtime at {report['baseline_commit'][:10]} (dense planes)",
         "",
-        "| image | baseline paste | baseline paste + RLE | paste | paste + RLE | (paste + RLE) / baseline paste | dense mask MiB | compact mask MiB | compact / dense | peak RSS growth MiB, baseline / compact |",
+        "| image | baseline paste | baseline paste + RLE | paste | paste + RLE | (paste + RLE) / baseline paste "
+        "| dense mask MiB | compact mask MiB | compact / dense | peak RSS growth MiB, baseline / compact |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:

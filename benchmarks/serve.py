@@ -8,6 +8,11 @@ Every response is compared with the in-process runtime's detections for the same
 runtime (one caller, ``Segmenter.infer`` then the paste, the same loop) is timed at several batch sizes in
 the same run; clients, server and the in-process runtime all share this machine's cores.
 
+Mixed image sizes: right after the same-size cell of the most clients, each dynamic-batching server gets a
+cell as loaded whose clients send images of three sizes (``--mixed-sizes``), interleaved, as phones,
+cameras and crops do. Triton's own counters say how many executions served the requests; the target is at
+most half as many executions as requests and at least 0.8x the same-size cell's throughput.
+
 Per cell: throughput, p50/p99 latency, errors, mismatches, and where the time of a request goes: the
 server's queue and compute (Triton's Prometheus counters), and the rest of the round trip (transport and
 serialisation on both sides). Writes ``benchmarks/results/serve_<machine>_<config>_<date>.json``, ``.md``
@@ -49,6 +54,11 @@ MAX_REQUESTS_PER_CLIENT = 10_000
 # A request still running when its cell ends is waited for at most this long (or its timeout, if longer).
 STRAGGLER_TIMEOUT_S = 120
 TARGET_RATIO = 0.8
+# Mixed-size cells: at least this share of the same-size cell's throughput, in at most this share of executions per request.
+MIXED_TARGET_RATIO = 0.8
+MIXED_MAX_EXECUTIONS_PER_REQUEST = 0.5
+# Their mean area (315,392 px) is close to the default 480x640 (307,200 px): the clients' paste costs about the same.
+DEFAULT_MIXED_SIZES = ("480x640", "384x512", "576x768")
 
 
 @dataclass(frozen=True)
@@ -84,12 +94,14 @@ def segment_one(segmenter: runtime.Segmenter, images: list[np.ndarray]) -> tuple
     return detections, graph_s
 
 
-def in_process(graph: Path, images: list[np.ndarray], batches: list[int], seconds: float, threads: int) -> tuple[list[dict], list[runtime.Detections]]:
-    """images/s and the graph's ms per batch of the in-process runtime at each batch size, and its
-    detections of every image (the reference for the server's)."""
+def in_process(graph: Path, images: list[np.ndarray], batches: list[int], seconds: float, threads: int,
+               reference_images: Sequence[np.ndarray] = ()) -> tuple[list[dict], list[runtime.Detections]]:
+    """images/s and the graph's ms per batch of the in-process runtime at each batch size (batches of
+    ``images``, one size), and its detections of every one of ``reference_images`` (the reference for the
+    server's)."""
     rows = []
     with runtime.Segmenter(graph, threads=threads, batch_size=max(batches)) as segmenter:
-        references = [segment_one(segmenter, [image])[0][0] for image in images]
+        references = [segment_one(segmenter, [image])[0][0] for image in reference_images]
         for batch in batches:
             chosen = [images[i % len(images)] for i in range(batch)]
             segment_one(segmenter, chosen)  # warm-up
@@ -150,6 +162,8 @@ def metric_means(before: dict[str, float], after: dict[str, float]) -> dict[str,
     return {
         "server_requests": int(delta.get("nv_inference_request_success", 0)),
         "server_failures": int(delta.get("nv_inference_request_failure", 0)),
+        "inferences": int(delta.get("nv_inference_count", 0)),
+        "executions": int(delta.get("nv_inference_exec_count", 0)),
         "mean_batch": round(delta.get("nv_inference_count", 0) / executions, 2),
         "queue_ms": round(delta.get("nv_inference_queue_duration_us", 0) / requests / 1000, 2),
         "compute_ms": round(compute / requests / 1000, 2),
@@ -159,6 +173,8 @@ def metric_means(before: dict[str, float], after: dict[str, float]) -> dict[str,
 
 def run_cell(server: ServerProcess, protocol: str, clients: int, images: list[np.ndarray], references: list[runtime.Detections],
              seconds: float, timeout_s: float) -> dict:
+    """``clients`` clients for ``seconds``; client i sends images[i], images[i + 1], ... (sizes interleave
+    when ``images`` alternates them)."""
     tallies = [ClientTally() for _ in range(clients)]
     start = StartLine(threading.Barrier(clients + 1))
     threads = [threading.Thread(target=client_loop, args=(server.url(protocol), images, references, index, start, tally, timeout_s))
@@ -181,9 +197,12 @@ def run_cell(server: ServerProcess, protocol: str, clients: int, images: list[np
     answered = before.get("nv_inference_request_success", 0) + len(latencies)
     server_side = metric_means(before, server.metrics(at_least={"nv_inference_request_success": answered}))
     errors = [error for t in tallies for error in t.errors]
+    sizes = list(dict.fromkeys(f"{image.shape[0]}x{image.shape[1]}" for image in images))
     return {
         "protocol": protocol,
         "clients": clients,
+        "image_sizes": sizes,
+        "mixed_sizes": len(sizes) > 1,
         "requests": len(latencies),
         "seconds": round(wall, 2),
         "images_per_s": round(len(latencies) / wall, 2),
@@ -208,18 +227,54 @@ def decoded_images(count: int, height: int, width: int) -> list[np.ndarray]:
     return [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in encoded_images(count, height, width)]
 
 
+def interleaved_sizes(count: int, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """``count`` images of each size, the sizes alternating: image i has size i % len(sizes)."""
+    per_size = [decoded_images(count, height, width) for height, width in sizes]
+    return [images[i] for i in range(count) for images in per_size]
+
+
+def size_hw(text: str) -> tuple[int, int]:
+    """``HxW`` as (height, width); argparse reports the option and the value when this raises."""
+    height, width = (int(value) for value in text.lower().split("x"))
+    return height, width
+
+
+def mixed_size_targets(servers: list[dict]) -> list[dict]:
+    """For each mixed-size cell: its executions per request, and its throughput against the same-size cell
+    of as many clients on the same server and protocol (run just before it)."""
+    targets = []
+    for setup in servers:
+        for mixed in (cell for cell in setup["cells"] if cell["mixed_sizes"]):
+            (same,) = [cell for cell in setup["cells"]
+                       if not cell["mixed_sizes"] and (cell["protocol"], cell["clients"]) == (mixed["protocol"], mixed["clients"])]
+            ratio = mixed["images_per_s"] / same["images_per_s"] if same["images_per_s"] else 0.0
+            executions_per_request = mixed["executions"] / mixed["server_requests"] if mixed["server_requests"] else 1.0
+            targets.append({
+                "cell": f"{setup['label']}, {mixed['protocol']}, {mixed['clients']} clients",
+                "requests": mixed["server_requests"],
+                "executions": mixed["executions"],
+                "executions_per_request": round(executions_per_request, 3),
+                "same_size_images_per_s": same["images_per_s"],
+                "mixed_images_per_s": mixed["images_per_s"],
+                "ratio": round(ratio, 3),
+                "met": executions_per_request <= MIXED_MAX_EXECUTIONS_PER_REQUEST and ratio >= MIXED_TARGET_RATIO,
+            })
+    return targets
+
+
 def table(report: dict) -> list[str]:
     lines = [
-        "| server | protocol | clients | images/s | vs in-process best | latency p50 / p99 ms | errors | mismatches | mean batch "
-        "| queue / compute / transport+serialisation ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| server | protocol | clients | image sizes | images/s | vs in-process best | latency p50 / p99 ms | errors | mismatches "
+        "| requests / executions | mean batch | queue / compute / transport+serialisation ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     best = report["in_process_best"]["images_per_s"]
     for setup in report["servers"]:
         for cell in setup["cells"]:
             lines.append(
-                f"| {setup['label']} | {cell['protocol']} | {cell['clients']} | {cell['images_per_s']:.2f} | {cell['images_per_s'] / best:.2f}x | "
-                f"{cell['latency_ms']['p50']} / {cell['latency_ms']['p99']} | {cell['errors']} | {cell['mismatches']} | {cell['mean_batch']} | "
+                f"| {setup['label']} | {cell['protocol']} | {cell['clients']} | {', '.join(cell['image_sizes'])} | {cell['images_per_s']:.2f} | "
+                f"{cell['images_per_s'] / best:.2f}x | {cell['latency_ms']['p50']} / {cell['latency_ms']['p99']} | {cell['errors']} | {cell['mismatches']} | "
+                f"{cell['server_requests']} / {cell['executions']} | {cell['mean_batch']} | "
                 f"{cell['queue_ms']} / {cell['compute_ms']} / {cell['transport_and_serialisation_ms']} |"
             )
     return lines
@@ -241,6 +296,11 @@ def markdown(report: dict) -> str:
         "",
         f"Target (16 clients, dynamic batching, >= {TARGET_RATIO}x the in-process best): best {target['best_images_per_s']:.2f} images/s "
         f"({target['best_cell']}) = {target['ratio']:.2f}x: {'met' if target['met'] else 'missed'}.",
+        *(f"\nMixed image sizes ({mixed['cell']}; target <= {MIXED_MAX_EXECUTIONS_PER_REQUEST} executions per request, >= "
+          f"{MIXED_TARGET_RATIO}x the same-size cell): {mixed['requests']} requests in {mixed['executions']} executions "
+          f"({mixed['executions_per_request']:.2f} per request), {mixed['mixed_images_per_s']:.2f} against {mixed['same_size_images_per_s']:.2f} "
+          f"images/s of one size = {mixed['ratio']:.2f}x: {'met' if mixed['met'] else 'missed'}."
+          for mixed in report["mixed_size_targets"]),
     ]) + "\n"
 
 
@@ -259,7 +319,10 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--client-timeout", type=positive_float, default=120.0,
                         help="seconds a client waits for an answer (16 clients queue behind each other on a slow model)")
     parser.add_argument("--image-size", default="480x640", help="HxW of the images")
-    parser.add_argument("--images", type=positive_int, default=4, help="distinct images rotated through the requests")
+    parser.add_argument("--images", type=positive_int, default=4, help="distinct images (of each size) rotated through the requests")
+    parser.add_argument("--mixed-sizes", type=size_hw, nargs="*", default=[size_hw(text) for text in DEFAULT_MIXED_SIZES],
+                        help=f"HxW sizes sent interleaved in each dynamic-batching server's mixed-size cell "
+                             f"(default {' '.join(DEFAULT_MIXED_SIZES)}; none: no such cell)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.height, args.width = image_size(parser, args.image_size)
@@ -272,13 +335,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     setups = [ServerSetup(batching == "on", instances) for batching in args.batching for instances in args.instances]
     images = decoded_images(args.images, args.height, args.width)
+    mixed_images = interleaved_sizes(args.images, args.mixed_sizes)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="yolact-serve-") as scratch:
         model = load_or_recipe(args.config, None, "cpu")
         graph = export_graphs(model, Path(scratch), [SPECS["onnxruntime_fp32"]], None).path("onnx", False)
-        in_process_rows, references = in_process(graph, images, args.batches, args.seconds, args.threads)
-        with tqdm(total=len(setups) * len(args.protocols) * len(args.clients), desc="serve", unit="cell") as progress:
-            servers = [served_cells(args, setup, graph, Path(scratch) / f"server{number}.log", images, references, progress)
+        in_process_rows, references = in_process(graph, images, args.batches, args.seconds, args.threads, images + mixed_images)
+        requests = Requests(images, references[:len(images)], mixed_images, references[len(images):])
+        mixed_cells = sum(setup.dynamic_batching for setup in setups) * len(args.protocols) * bool(mixed_images)
+        with tqdm(total=len(setups) * len(args.protocols) * len(args.clients) + mixed_cells, desc="serve", unit="cell") as progress:
+            servers = [served_cells(args, setup, graph, Path(scratch) / f"server{number}.log", requests, progress)
                        for number, setup in enumerate(setups)]
         # Timed again after the servers: on a shared machine the baseline is the better of the two.
         in_process_after, _ = in_process(graph, images, args.batches, args.seconds, args.threads)
@@ -296,10 +362,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if errors else 0
 
 
-def served_cells(args: argparse.Namespace, setup: ServerSetup, graph: Path, log: Path, images: list, references: list,
-                 progress: tqdm) -> dict:
-    """One server setup: a server started with its options, every (protocol, clients) cell run against it,
-    then the server drained; its row of the report."""
+@dataclass(frozen=True)
+class Requests:
+    """What the clients send, with the in-process answers: images of one size, and of mixed sizes interleaved."""
+
+    images: list[np.ndarray]
+    references: list[runtime.Detections]
+    mixed_images: list[np.ndarray]
+    mixed_references: list[runtime.Detections]
+
+
+def served_cells(args: argparse.Namespace, setup: ServerSetup, graph: Path, log: Path, requests: Requests, progress: tqdm) -> dict:
+    """One server setup: a server started with its options, every (protocol, clients) cell run against it
+    (for a dynamic-batching server, the mixed-size cell right after the same-size one of the most clients,
+    which it is compared with), then the server drained; its row of the report."""
     threads = max(1, args.threads // setup.instances)
     options = ["--instances", str(setup.instances), "--threads", str(threads), "--max-batch", str(args.max_batch),
                "--queue-delay-us", str(args.queue_delay_us), *([] if setup.dynamic_batching else ["--no-dynamic-batching"])]
@@ -308,9 +384,13 @@ def served_cells(args: argparse.Namespace, setup: ServerSetup, graph: Path, log:
         results = []
         for protocol in args.protocols:
             for clients in args.clients:
-                results.append(run_cell(server, protocol, clients, images, references, args.seconds, args.client_timeout))
-                progress.set_postfix_str(f"{setup.label}, {protocol}, {clients} clients: {results[-1]['images_per_s']:.1f}/s")
-                progress.update()
+                mixed = bool(requests.mixed_images) and setup.dynamic_batching and clients == max(args.clients)
+                cells = [(requests.images, requests.references), *([(requests.mixed_images, requests.mixed_references)] if mixed else [])]
+                for sent, answers in cells:
+                    results.append(run_cell(server, protocol, clients, sent, answers, args.seconds, args.client_timeout))
+                    sizes = "mixed sizes" if results[-1]["mixed_sizes"] else "one size"
+                    progress.set_postfix_str(f"{setup.label}, {protocol}, {clients} clients, {sizes}: {results[-1]['images_per_s']:.1f}/s")
+                    progress.update()
         status = server.terminate()
     finally:
         server.kill()
@@ -323,13 +403,15 @@ def serving_report(args: argparse.Namespace, machine: dict, in_process_rows: lis
     """The report: the in-process baseline (the better of before and after the servers), every server's
     cells, and the best dynamically batched cell at the most clients against the target ratio."""
     best = max(in_process_rows + in_process_after, key=lambda row: row["images_per_s"])
-    loaded = [(setup, cell) for setup in servers if setup["dynamic_batching"] for cell in setup["cells"] if cell["clients"] == max(args.clients)]
+    loaded = [(setup, cell) for setup in servers if setup["dynamic_batching"] for cell in setup["cells"]
+              if cell["clients"] == max(args.clients) and not cell["mixed_sizes"]]
     best_setup, best_cell = max(loaded, key=lambda pair: pair[1]["images_per_s"]) if loaded else (None, None)
     return {
         "what": "one image per request, each client pasting its own detections; in-process: Segmenter.infer then the paste, one caller",
         "config": args.config,
         "weights": "authors' recipe weights (every detection slot filled)",
         "image_hw": [args.height, args.width],
+        "mixed_image_hw": [list(size) for size in args.mixed_sizes],
         "where": f"{cpu_description(machine)}, {machine['cores']} cores shared by server, clients and the in-process runtime",
         "machine": machine,
         "seconds_per_cell": args.seconds,
@@ -346,6 +428,7 @@ def serving_report(args: argparse.Namespace, machine: dict, in_process_rows: lis
             "ratio": round(best_cell["images_per_s"] / best["images_per_s"], 3) if best_cell else 0.0,
             "met": bool(best_cell) and best_cell["images_per_s"] >= TARGET_RATIO * best["images_per_s"],
         },
+        "mixed_size_targets": mixed_size_targets(servers),
     }
 
 

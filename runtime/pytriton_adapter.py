@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sysconfig
-from typing import Any
+from typing import Any, Sequence
 
 TESTED_VERSIONS = ("0.7.",)  # nvidia-pytriton releases this adapter was written and tested against
 
@@ -55,6 +55,27 @@ def publish_parameters(triton: Any, name: str, parameters: dict[str, str]) -> No
     for model in private(triton, "_model_manager").models:
         if model.model_name == name:
             private(model, "_get_triton_model_config")().backend_parameters.update(parameters)
+
+
+def allow_ragged_inputs(triton: Any, model_name: str, input_names: Sequence[str]) -> None:
+    """Declare ``input_names`` of the bound model ``model_name`` ragged in the config that PyTriton hands
+    tritonserver. Call it after ``Triton.bind`` and before ``Triton.run``.
+
+    PyTriton 0.7.0's ``Tensor`` has no such field, and its generated config lists inputs with name, dims,
+    dtype and optional only. ``Triton.run`` loads the model with the config dict from the model's
+    ``get_model_config()``; that dict gets the flag here (Triton then skips the equal-shape check between
+    requests; each request's dims are still checked against ``[-1, -1, 3]``)."""
+    (model,) = [model for model in private(triton, "_model_manager").models if model.model_name == model_name]
+    generated = private(model, "get_model_config")
+
+    def with_ragged_inputs() -> dict:
+        config = generated()
+        for spec in config.get("input", []):
+            if spec["name"] in input_names:
+                spec["allow_ragged_batch"] = True
+        return config
+
+    model.get_model_config = with_ragged_inputs
 
 
 def triton_log_tail(triton: Any, lines: int = 20) -> str:

@@ -4,8 +4,9 @@ The server is the tritonserver that ``nvidia-pytriton`` bundles (``pip install "
 graph runs in this process on any backend of the runtime (onnxruntime, OpenVINO, TensorRT), one Segmenter
 per model instance. Clients speak the KServe v2 protocol over HTTP or gRPC; they see the inputs and
 outputs of the model repository that ``python -m export --to triton`` writes, so one client works against
-both: ``runtime.Segmenter("grpc://127.0.0.1:8001/yolact")``. SIGTERM or Ctrl-C drains the requests in
-flight, then the process exits 0.
+both: ``runtime.Segmenter("grpc://127.0.0.1:8001/yolact")``. Concurrent requests of mixed image sizes batch
+together (a ragged input; ``runtime/ragged_batches.py``, docs/serving-batching.md). SIGTERM or Ctrl-C drains
+the requests in flight, then the process exits 0.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from contract import INPUT_NAME, SERVER_DEFAULT_MAX_SIDE
 
 from .backends.triton_client import DEFAULT_MODEL_NAME, PRECISION_KEY, SERVED_BY_KEY
 from .errors import ImageError, SegmenterError
-from .pytriton_adapter import check_version, publish_parameters, python_backend_library_path, triton_log_tail
+from .pytriton_adapter import allow_ragged_inputs, check_version, publish_parameters, python_backend_library_path, triton_log_tail
+from .ragged_batches import infer_by_size
 from .segmenter import Segmenter
 
 PROG = "python -m runtime.serve"
@@ -79,13 +81,22 @@ class GraphInstance:
         return images
 
     def __call__(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """Triton's dynamic batcher hands over requests of one image size; they go through the graph as one
-        batch and come back split per request. An error fails every request of the call."""
-        images = [self.checked(request[INPUT_NAME], index) for index, request in enumerate(requests)]
-        raw = self.segmenter.infer(np.concatenate(images) if len(images) > 1 else images[0])
-        bounds = np.cumsum([0, *(len(batch) for batch in images)])
-        outputs = {name: value.reshape(len(value), *triton_dims(value.shape[1:])) for name, value in raw._asdict().items()}
-        return [{name: value[start:stop] for name, value in outputs.items()} for start, stop in zip(bounds[:-1], bounds[1:])]
+        """Triton's dynamic batcher hands over requests of any image sizes (the input is ragged); each size
+        goes through the graph as one batch, and the outputs come back split per request. An error fails
+        every request of the call (PyTriton 0.7.0 answers a call with all responses or one error), so the
+        message tells the other clients of a refused request's call that theirs were not at fault."""
+        try:
+            images = [self.checked(request[INPUT_NAME], index) for index, request in enumerate(requests)]
+        except ImageError as error:
+            if len(requests) == 1:
+                raise
+            raise ImageError(f"{error}; the {len(requests) - 1} other request(s) batched with it fail with it: send those again") from None
+        return infer_by_size(self.outputs, images)
+
+    def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's outputs for a batch [B, H, W, 3] of one size, each [B, *triton_dims]."""
+        raw = self.segmenter.infer(images)
+        return {name: value.reshape(len(value), *triton_dims(value.shape[1:])) for name, value in raw._asdict().items()}
 
 
 def model_parameters(segmenter: Segmenter) -> dict[str, str]:
@@ -157,11 +168,12 @@ def serve(args: argparse.Namespace, segmenters: list[Segmenter], stop: threading
         strict=True,
     )
     publish_parameters(triton, args.name, model_parameters(first))
+    allow_ragged_inputs(triton, args.name, [INPUT_NAME])
     try:
         triton.run()
         print(
             f"serving {args.model} as {args.name!r} ({first.backend_name}, {args.instances} instance(s), batches up to "
-            f"{max_batch}, dynamic batching {'on' if batcher else 'off'}): http://{args.host}:{args.http_port} "
+            f"{max_batch}, dynamic batching {'on, mixed image sizes together' if batcher else 'off'}): http://{args.host}:{args.http_port} "
             f"grpc://{args.host}:{args.grpc_port} metrics http://{args.host}:{args.metrics_port}/metrics",
             flush=True,
         )

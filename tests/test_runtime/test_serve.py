@@ -182,6 +182,49 @@ def test_dynamic_batching_under_concurrent_load(server, sized_images):
     assert executions < images, f"{images} images in {executions} executions: no batch above 1"
 
 
+# The mixed-size burst: clients sending images of three sizes, the sizes interleaved in the server's queue.
+MIXED_SIZES_HW = ((150, 200), (120, 160), (96, 128))
+BURST_CLIENTS, BURST_REQUESTS_PER_CLIENT = 12, 2
+
+
+def test_mixed_image_sizes_are_batched_together_with_the_local_runtimes_answers(server, local):
+    """NVIDIA's tritonclient (gRPC), concurrent clients, three image sizes: every output equals the in-process
+    runtime's on the same graph, bit for bit, and Triton ran the requests in at most half as many executions
+    (its dynamic batcher alone batches only requests of one shape: as many executions as requests)."""
+    images = [cv2.resize(image, (width, height)) for image, (height, width) in zip(scenes(3, seed=7), MIXED_SIZES_HW)]
+    expected = [local.infer(image[None])._asdict() for image in images]
+    before = server.metrics()
+    barrier = threading.Barrier(BURST_CLIENTS)
+    answers: list[tuple[int, object]] = []
+
+    def client(number: int) -> None:
+        barrier.wait(timeout=30)
+        for request in range(BURST_REQUESTS_PER_CLIENT):
+            index = (number + request) % len(images)
+            try:
+                answers.append((index, grpc_request(server, images[index][None])))
+            except InferenceServerException as error:
+                answers.append((index, error))
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(BURST_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    requests = BURST_CLIENTS * BURST_REQUESTS_PER_CLIENT
+    assert not any(thread.is_alive() for thread in threads) and len(answers) == requests
+    for index, answer in answers:
+        assert not isinstance(answer, InferenceServerException), answer.message()
+        for name, want in expected[index].items():
+            np.testing.assert_array_equal(answer.as_numpy(name).reshape(want.shape), want, err_msg=name)
+    counted = ("nv_inference_count", "nv_inference_request_success")
+    after = server.metrics(at_least={name: before[name] + requests for name in counted})
+    inferences = after["nv_inference_count"] - before["nv_inference_count"]
+    executions = after["nv_inference_exec_count"] - before["nv_inference_exec_count"]
+    assert inferences == requests
+    assert executions <= requests / 2, f"{requests} requests of three sizes in {executions} executions"
+
+
 BAD_REQUESTS = {
     "a batch over the limit": (np.zeros((MAX_BATCH + 1, 32, 32, 3), np.uint8), "UINT8", "batch-size must be <="),
     "a wrong dtype": (np.zeros((1, 32, 32, 3), np.float32), "FP32", "data-type is 'FP32'"),
