@@ -1,0 +1,11 @@
+"""Batch inference over datasets on Ray Data: ``python -m runtime.batch SOURCE... --model M --out DIR``.
+
+Images (folders, globs, list files, Parquet/Arrow tables; local or s3://, gs://, file://) are decoded in
+Ray tasks and segmented by a pool of ``Segmenter`` actors; results go to Parquet parts (schema:
+``results.RESULT_SCHEMA``), committed atomically, each path exactly once, so that a rerun resumes. Needs
+``pip install ./runtime[batch]`` (ray[data], pyarrow). See docs/batch.md.
+"""
+
+from .results import RESULT_SCHEMA, ResultsFolder, coco_results
+
+__all__ = ["RESULT_SCHEMA", "ResultsFolder", "coco_results"]
