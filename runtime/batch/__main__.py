@@ -19,7 +19,7 @@ from command_line import OneLineParser, positive_float, positive_int
 from ray.exceptions import RayError
 
 from ..errors import ImageError, SegmenterError, one_line
-from ..segmenter import Segmenter
+from ..segmenter import DEFAULT_BATCH_SIZE, Segmenter
 from .job import JobSettings, WorkerPool, parse_workers, pending_items, run_job
 from .results import ResultsFolder, write_coco_json
 from .sources import SourceReader, filesystem_of, is_uri
@@ -68,7 +68,7 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
     on_gpu = (args.device or "").startswith("cuda")
     pool = WorkerPool(*args.workers, cpus=float(args.threads or 1), gpus=1.0 if on_gpu else 0.0)
     limits = Limits(int(args.max_image_mb * 2**20), int(args.max_megapixels * 1e6))
-    return JobSettings(args.model, options, pool, limits, args.image_column, part_rows=args.part_rows)
+    return JobSettings(args.model, options, pool, limits, args.image_column, args.batch_size or DEFAULT_BATCH_SIZE, args.part_rows)
 
 
 def check_model(settings: JobSettings, address: str | None) -> None:

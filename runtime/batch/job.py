@@ -19,11 +19,11 @@ import ray
 from ray.data import ActorPoolStrategy, DataContext
 from tqdm import tqdm
 
+from ..segmenter import DEFAULT_BATCH_SIZE
 from .results import ResultsFolder
 from .sources import Sources
 from .workers import Limits, SegmenterWorker, decode_items, model_files
 
-ITEMS_PER_BLOCK = 32  # items per decode task: small enough to spread over the cluster, large enough to be cheap
 DECODE_CPUS = 0.5  # decoding is light next to inference; a fraction lets it share a core with an actor
 
 
@@ -49,7 +49,9 @@ class JobSettings:
     pool: WorkerPool
     limits: Limits
     image_column: str = "image"
-    rows_per_actor_call: int = 16
+    # Items per Ray block: one decode task and one actor call each. Ray Data hands a task's output back
+    # when the task ends, so this is also the grain of progress and of commits: one Segmenter batch.
+    rows_per_block: int = DEFAULT_BATCH_SIZE
     part_rows: int = 256
     commit_interval_s: float = 60.0
 
@@ -86,14 +88,15 @@ def start_ray(address: str | None) -> None:
 
 
 def results_dataset(items: pa.Table, sources: Sources, settings: JobSettings) -> ray.data.Dataset:
-    blocks = [items.slice(start, ITEMS_PER_BLOCK) for start in range(0, len(items), ITEMS_PER_BLOCK)]
+    size = settings.rows_per_block
+    blocks = [items.slice(start, size) for start in range(0, len(items), size)]
     decoded = ray.data.from_arrow(blocks).map_batches(
         decode_items, batch_format="pyarrow", batch_size=None, num_cpus=DECODE_CPUS,
         fn_kwargs={"filesystems": sources.filesystems, "image_column": settings.image_column, "limits": settings.limits},
     )
     pool = settings.pool
     return decoded.map_batches(
-        SegmenterWorker, batch_format="pyarrow", batch_size=settings.rows_per_actor_call, compute=pool.compute(),
+        SegmenterWorker, batch_format="pyarrow", batch_size=size, compute=pool.compute(),
         num_cpus=pool.cpus, num_gpus=pool.gpus or None,
         # The model's bytes go through the object store once, held by the driver for the whole job (a
         # reference inside a dict is not resolved by Ray), so that a restarted actor can fetch them again.
