@@ -71,3 +71,19 @@ def serve_chart(report: dict, path: Path) -> None:
     p99_ax.set(ylabel="p99 latency ms", title=report["where"])
     rate_ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def batch_chart(report: dict, path: Path) -> None:
+    """Images/s of each arm of ``python -m benchmarks.batch``: one bar at its median, one dot per round."""
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(report["arms"]) + 1.8))
+    labels = [arm["label"] for arm in report["arms"]]
+    medians = [arm["median_images_per_s"] for arm in report["arms"]]
+    ax.barh(labels, medians, color=STAGE_COLORS["graph"], alpha=0.8)
+    for label, arm in zip(labels, report["arms"]):
+        ax.plot([run["images_per_s"] for run in arm["runs"]], [label] * len(arm["runs"]), "o", color="black", markersize=4)
+    for label, median in zip(labels, medians):
+        ax.text(median, label, f" {median:.1f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="images/s (bar: median; dots: rounds)", title=f"{report['config']}, {report['images']} images: {report['where']}")
+    ax.grid(alpha=0.3, axis="x")
+    save_figure(fig, path)

@@ -56,7 +56,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", help="fp32, fp16 or bf16; default fp32 (a TensorRT engine: its own)")
     parser.add_argument("--batch-size", type=positive_int, help="images per run in an actor (default 8)")
     parser.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring above (default 0.3)")
-    parser.add_argument("--threads", type=positive_int, help="intra-op threads per actor, and the CPUs it reserves (default 1 CPU)")
+    parser.add_argument("--threads", type=positive_int, help="intra-op threads per actor (default: the backend's, all cores); "
+                        "with several actors on a node, its cores / actors")
+    parser.add_argument("--cpus-per-worker", type=positive_float, default=1.0, help="CPUs each actor reserves in Ray (default 1)")
     return parser.parse_args(argv)
 
 
@@ -66,7 +68,7 @@ def settings_from(args: argparse.Namespace) -> JobSettings:
         "threads": args.threads, "batch_size": args.batch_size,
     }
     on_gpu = (args.device or "").startswith("cuda")
-    pool = WorkerPool(*args.workers, cpus=float(args.threads or 1), gpus=1.0 if on_gpu else 0.0)
+    pool = WorkerPool(*args.workers, cpus=args.cpus_per_worker, gpus=1.0 if on_gpu else 0.0)
     limits = Limits(int(args.max_image_mb * 2**20), int(args.max_megapixels * 1e6))
     return JobSettings(args.model, options, pool, limits, args.image_column, args.batch_size or DEFAULT_BATCH_SIZE, args.part_rows)
 
@@ -104,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if len(items):
             summary = run_job(items, sources, results, settings, args.address)
-            print(f"{summary.processed} images in {summary.seconds:.1f} s ({summary.processed / summary.seconds:.1f} images/s), "
+            print(f"{summary.processed} images in {summary.seconds:.1f} s ({summary.processed / summary.seconds:.1f} images/s; "
+                  f"{summary.steady_images_per_s:.1f} images/s after the first rows, at {summary.first_rows_s:.1f} s), "
                   f"{summary.errors} with an error; {len(summary.parts)} parts committed")
         print(f"{total} images, {total - len(items)} of them done before; results in {args.out}")
         if args.coco_json:
@@ -112,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{count} COCO results in {args.coco_json}")
     except (ImageError, OSError, RayError) as error:
         # What was committed stays, and a rerun resumes from it.
-        print(f"error: {one_line(error)} (committed parts are kept: rerun to resume)", file=sys.stderr)
+        # A task's error carries the exception raised in the task (its own first line names only the task).
+        print(f"error: {one_line(getattr(error, 'cause', None) or error)} (committed parts are kept: rerun to resume)", file=sys.stderr)
         return 1
     return 0
 

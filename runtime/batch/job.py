@@ -62,6 +62,14 @@ class JobSummary:
     errors: int = 0
     parts: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # When the first rows came back, and how many: before them, the actors start and load the model.
+    first_rows_s: float = 0.0
+    first_rows: int = 0
+
+    @property
+    def steady_images_per_s(self) -> float:
+        """The rate after the first rows came back: what a long job runs at."""
+        return (self.processed - self.first_rows) / max(self.seconds - self.first_rows_s, 1e-9)
 
 
 def pending_items(sources: Sources, done: set[str]) -> pa.Table:
@@ -80,7 +88,8 @@ def start_ray(address: str | None) -> None:
     """Connect to the cluster at ``address`` (``auto``, ``host:port`` or ``ray://host:10001``), or start an
     embedded Ray on this machine. Quiet: the job shows its own progress bar."""
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+        # "local" starts a Ray of our own even where another one runs on this machine (ray.init() would join it).
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -130,6 +139,8 @@ def run_job(items: pa.Table, sources: Sources, results: ResultsFolder, settings:
             table = table.filter(pa.array(fresh)) if not all(fresh) else table
             written.update(table["path"].to_pylist())
             waiting.append(table)
+            if not summary.processed:
+                summary.first_rows_s, summary.first_rows = time.perf_counter() - start, len(table)
             summary.processed += len(table)
             summary.errors += len(table) - table["error"].null_count
             bar.update(len(table))
