@@ -55,7 +55,7 @@ def batch_job(model: Path, folder: Path, out: Path, options: list[str]) -> dict:
     """One ``python -m runtime.batch`` run from scratch (--overwrite); its printed rate and its wall time."""
     command = [sys.executable, "-m", "runtime.batch", str(folder), "--model", str(model), "--out", str(out), "--overwrite", *options]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - start
     match = JOB_RATE.search(done.stdout)
     if done.returncode != 0 or match is None:
@@ -96,10 +96,10 @@ def markdown(report: dict) -> str:
     target = report["target"]
     lines += [
         "",
-        f"Embedded Ray / in process: {target['ratio']:.2f}x (target {target['ratio_needed']}x: {'met' if target['met'] else 'NOT met'}). "
-        f"Two-node cluster, 2 workers / 1 worker: {report['cluster_scaling']:.2f}x.",
-        f"Load average (1, 5, 15 min) at the start {report['machine']['load_average_1_5_15_min']['start']}, "
-        f"at the end {report['machine']['load_average_1_5_15_min']['end']}: the machine was shared, which is why the arms alternate.",
+        (f"Embedded Ray / in process: {target['ratio']:.2f}x (target {target['ratio_needed']}x: {'met' if target['met'] else 'NOT met'}). "
+         f"Two-node cluster, 2 workers / 1 worker: {report['cluster_scaling']:.2f}x."),
+        (f"Load average (1, 5, 15 min) at the start {report['machine']['load_average_1_5_15_min']['start']}, "
+         f"at the end {report['machine']['load_average_1_5_15_min']['end']}: the machine was shared, which is why the arms alternate."),
     ]
     return "\n".join(lines) + "\n"
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+
+from ray.exceptions import RayError
 
 from command_line import OneLineParser, positive_float, positive_int
-from ray.exceptions import RayError
 
 from ..errors import ImageError, SegmenterError, one_line
 from ..segmenter import DEFAULT_BATCH_SIZE, Segmenter

@@ -16,13 +16,13 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+from pyarrow import ipc
 
 from ..errors import ImageError
 
