@@ -9,6 +9,8 @@ a fault between commits loses nothing but uncommitted work, which the next run r
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,12 +86,17 @@ def pending_items(sources: Sources, done: set[str]) -> pa.Table:
     return items.take(sorted(first_of_path.values()))
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None, pool: WorkerPool) -> None:
     """Connect to the cluster at ``address`` (``auto``, ``host:port`` or ``ray://host:10001``), or start an
     embedded Ray on this machine. Quiet: the job shows its own progress bar."""
-    if not ray.is_initialized():
+    if address is not None:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    else:
+        # An embedded Ray counts at least the CPUs that the pool reserves plus one decode task: with as many
+        # actors as cores, the decode tasks would otherwise never be scheduled and the job would wait forever.
+        cpus = max(os.cpu_count() or 1, math.ceil(pool.max_size * pool.cpus + DECODE_CPUS))
         # "local" starts a Ray of our own even where another one runs on this machine (ray.init() would join it).
-        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -120,7 +127,7 @@ def run_job(items: pa.Table, sources: Sources, results: ResultsFolder, settings:
     """Segment ``items`` on Ray and commit the rows to ``results`` in parts of ``part_rows`` (or whatever
     came in ``commit_interval_s``)."""
     summary = JobSummary()
-    start_ray(address)
+    start_ray(address, settings.pool)
     start = time.perf_counter()
     written: set[str] = set()
     waiting: list[pa.Table] = []
