@@ -6,6 +6,12 @@ Ray tasks and segmented by a pool of ``Segmenter`` actors; results go to Parquet
 ``pip install ./runtime[batch]`` (ray[data], pyarrow). See docs/batch.md.
 """
 
+import importlib.util
+
+_missing = [name for name in ("ray", "pyarrow") if importlib.util.find_spec(name) is None]
+if _missing:
+    raise ImportError(f"runtime.batch needs {' and '.join(_missing)}: pip install './runtime[batch]' (ray[data] 2.60, pyarrow < 26)")
+
 from .results import RESULT_SCHEMA, ResultsFolder, coco_results
 
 __all__ = ["RESULT_SCHEMA", "ResultsFolder", "coco_results"]

@@ -18,6 +18,7 @@ import glob
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -65,8 +66,12 @@ def filesystem_of(location: str) -> tuple[pafs.FileSystem, str]:
         raise ImageError(f"{location}: {str(error).splitlines()[0]}") from None
 
 
-def joined(base: str, relative: str) -> str:
-    return f"{base.rstrip('/')}/{relative}" if relative else base
+def joined(base: str, relative: str = "") -> str:
+    """``relative`` below ``base``; a local path written as pathlib writes it (``./a/`` and ``b`` give
+    ``a/b``), as ``python -m runtime`` names its inputs."""
+    if is_uri(base):
+        return f"{base.rstrip('/')}/{relative}" if relative else base
+    return str(PurePath(base, relative))
 
 
 def table_kind(path: str) -> str | None:
@@ -116,7 +121,7 @@ class SourceReader:
             if path.lower().endswith(LIST_SUFFIXES):
                 self.add_list(source, index, path)
             else:
-                self.add_file(source, index, path)
+                self.add_file(joined(source), index, path)
         else:
             raise ImageError(f"{source}: no such file or folder")
 
@@ -141,7 +146,7 @@ class SourceReader:
                 self.filesystems.append(listed_filesystem)
                 self.add(line, len(self.filesystems) - 1, listed_path)
             else:
-                self.add(joined(folder, line) if folder else line, filesystem, joined(os.path.dirname(path), line))
+                self.add(joined(folder, line), filesystem, joined(os.path.dirname(path), line))
 
     def add_table(self, key: str, filesystem: int, file: str, kind: str) -> None:
         """One item per row, from the table's row group (Parquet) or record batch (Arrow) sizes."""
