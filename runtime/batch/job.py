@@ -46,6 +46,9 @@ class WorkerPool:
 
 @dataclass
 class JobSettings:
+    """What the job runs (the model, Segmenter's options), where (the pool), what it accepts (limits), and
+    how often it commits (every part_rows rows, or commit_interval_s)."""
+
     model: str
     segmenter_options: dict[str, Any]
     pool: WorkerPool
@@ -60,6 +63,8 @@ class JobSettings:
 
 @dataclass
 class JobSummary:
+    """What a run did: rows committed (errors among them), the parts, and its time."""
+
     processed: int = 0
     errors: int = 0
     parts: list[str] = field(default_factory=list)
