@@ -78,3 +78,26 @@ def serve_chart(report: dict, path: Path) -> None:
     p99_ax.set(ylabel="p99 latency ms", title=report["where"])
     rate_ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def batch_chart(report: dict, path: Path) -> None:
+    """Images/s of each arm of ``python -m benchmarks.batch``: the whole job's median (dark) and, for the Ray
+    arms, the median after the first rows came back (light); one dot per round."""
+    fig, ax = plt.subplots(figsize=(9, 0.8 * len(report["arms"]) + 1.8))
+    positions = range(len(report["arms"]))
+    for offset, key, color, label in ((-0.2, "median_images_per_s", STAGE_COLORS["graph"], "whole job (actor start-up included)"),
+                                      (0.2, "median_steady_images_per_s", "#90cdf4", "after the first rows")):
+        for position, arm in zip(positions, report["arms"]):
+            value = arm.get(key)
+            if value is None:
+                continue
+            ax.barh(position + offset, value, height=0.4, color=color, label=label if position == len(report["arms"]) - 1 else None)
+            ax.text(value, position + offset, f" {value:.1f}", va="center", fontsize=8)
+            runs = [run[key.replace("median_", "")] for run in arm["runs"]]
+            ax.plot(runs, [position + offset] * len(runs), "o", color="black", markersize=3)
+    ax.set_yticks(list(positions), [arm["label"] for arm in report["arms"]])
+    ax.invert_yaxis()
+    ax.set(xlabel="images/s (bars: medians; dots: rounds)", title=f"{report['config']}, {report['images']} images: {report['where']}")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="upper right")  # the in-process arm, first, has one short bar
+    save_figure(fig, path)

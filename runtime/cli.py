@@ -1,6 +1,7 @@
 """``yolact-run``: the torch-free runtime's own command (``pip install ./runtime``), one subcommand per entry.
 
-``yolact-run run ...`` is ``python -m runtime ...``; ``yolact-run serve ...`` is ``python -m runtime.serve ...``.
+``yolact-run run ...`` is ``python -m runtime ...``; ``yolact-run serve ...`` is ``python -m runtime.serve ...``;
+``yolact-run batch ...`` is ``python -m runtime.batch ...``.
 The toolkit's ``yolact`` command offers the same subcommands.
 """
 
@@ -14,6 +15,7 @@ from command_line import Command, dispatch
 COMMANDS = {
     "run": Command("runtime.__main__", "segment images, folders and videos with an exported model (python -m runtime)"),
     "serve": Command("runtime.serve", "serve an exported model with Triton (python -m runtime.serve)"),
+    "batch": Command("runtime.batch.__main__", "segment a whole dataset on Ray Data, resumable (python -m runtime.batch)"),
 }
 
 

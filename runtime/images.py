@@ -18,9 +18,21 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: {exc.strerror or exc}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes | np.ndarray, name: str | os.PathLike) -> np.ndarray:
+    """An encoded image (PNG, JPEG, ... bytes) as a BGR uint8 array [H, W, 3]; ImageError naming ``name``
+    for no bytes or bytes OpenCV cannot decode."""
+    encoded = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if not encoded.size:
+        raise ImageError(f"{name}: empty file")
+    try:
+        image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV raises rather than returns None for some damaged or over-large images
+        image = None
     if image is None:
-        raise ImageError(f"{path}: not an image OpenCV can read")
+        raise ImageError(f"{name}: not an image OpenCV can read")
     return image
 
 

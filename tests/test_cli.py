@@ -31,6 +31,7 @@ ENTRIES = {
     "predict": ("yolact.predict", "yolact.predict", [MISSING + ".png", "--weights", MISSING + ".pth", "--out", "{tmp}/out"]),
     "export": ("export", "export.__main__", ["--weights", MISSING + ".pth", "--out", "{tmp}/model.onnx"]),
     "run": ("runtime", "runtime.__main__", ["--model", MISSING + ".onnx", MISSING + ".jpg", "--out", "{tmp}/out"]),
+    "batch": ("runtime.batch", "runtime.batch.__main__", [MISSING + ".jpg", "--model", MISSING + ".onnx", "--out", "{tmp}/out"]),
     "benchmark": ("benchmarks.mask_rescoring", "benchmarks.mask_rescoring", ["--weights", MISSING + ".pth"]),
 }
 
