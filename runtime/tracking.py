@@ -1,0 +1,129 @@
+"""Identities over time with supervision's ByteTrack (supervision 0.30.x: the last release that has it and
+runs on numpy 1, see docs/streams.md). No tracker is written here: this module feeds the library and maps its
+answer back onto our detections.
+
+``sv.ByteTrack.update_with_detections`` answers with a filtered and reordered subset of what it was given
+(the bug class of supervision #418, where masks went out of step with ids). Every detection we hand it
+carries its own row number in ``data["row"]``, which supervision carries through its selections, so the
+tracked subset is taken from our detections by those row numbers: masks, scores and classes go with their id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .detections import Detections
+from .errors import ModelError
+
+TRACKERS = ("bytetrack",)
+ROW_KEY = "row"
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """How detections are fed to ByteTrack.
+
+    feed_threshold: the lowest score handed to the tracker. ByteTrack's second association matches the
+    tracks it lost in the first one against detections scoring between 0.1 and activation_threshold, so the
+    runtime's usual 0.3 cut would starve it. activation_threshold: ByteTrack's ``track_activation_threshold``
+    (first association; a new track needs 0.1 more). lost_track_buffer: frames (at 30 fps) a lost track waits
+    to be found again, through an occlusion. matching_threshold: ByteTrack's ``minimum_matching_threshold``
+    (the IoU cost a match may reach). mask_boxes: give the tracker each mask's tight box instead of the
+    predicted box: under occlusion it follows what is visible.
+    """
+
+    feed_threshold: float = 0.1
+    activation_threshold: float = 0.3
+    lost_track_buffer: int = 60
+    matching_threshold: float = 0.8
+    mask_boxes: bool = True
+
+    def with_threshold(self, score_threshold: float | None) -> TrackerSettings:
+        """These settings with ``activation_threshold`` set by a user's score threshold (None: unchanged)."""
+        if score_threshold is None:
+            return self
+        return replace(self, activation_threshold=score_threshold, feed_threshold=min(self.feed_threshold, score_threshold))
+
+
+DEFAULT_SETTINGS = TrackerSettings()
+# What a user glues together by hand: the runtime's default threshold and ByteTrack's own defaults.
+PLAIN_GLUE = TrackerSettings(feed_threshold=0.3, activation_threshold=0.25, lost_track_buffer=30, mask_boxes=False)
+
+
+class ByteTracker:
+    """supervision's ByteTrack over our detections, one video at a time (frames in order)."""
+
+    def __init__(self, settings: TrackerSettings = DEFAULT_SETTINGS, frame_rate: float = 30.0):
+        try:
+            import warnings
+
+            import supervision as sv
+        except ImportError:
+            raise ModelError("tracking needs supervision 0.30 (pip install 'yolact-runtime[video]')") from None
+        if not hasattr(sv, "ByteTrack"):
+            raise ModelError(f"supervision {sv.__version__} has no ByteTrack (removed in 0.31): install supervision<0.31")
+        self.settings = settings
+        self._sv = sv
+        with warnings.catch_warnings():  # 0.30 announces the removal that is the reason we pin it
+            warnings.simplefilter("ignore", FutureWarning)
+            self._tracker = sv.ByteTrack(
+                track_activation_threshold=settings.activation_threshold,
+                lost_track_buffer=settings.lost_track_buffer,
+                minimum_matching_threshold=settings.matching_threshold,
+                frame_rate=frame_rate,
+            )
+
+    def update(self, detections: Detections) -> Detections:
+        """The detections that ByteTrack keeps on a track this frame, in their score order, with
+        ``track_ids`` (int64 [M]); each one's mask, box, scores and class are its own."""
+        fed = np.flatnonzero(detections.scores > self.settings.feed_threshold) if len(detections) else np.zeros(0, np.int64)
+        boxes = tracking_boxes(detections, fed, self.settings.mask_boxes)
+        given = self._sv.Detections(
+            xyxy=boxes.astype(np.float32).reshape(-1, 4),
+            confidence=detections.scores[fed].astype(np.float32),
+            class_id=detections.class_ids[fed],
+            data={ROW_KEY: fed},
+        )
+        tracked = self._tracker.update_with_detections(given)
+        rows = np.asarray(tracked.data.get(ROW_KEY, np.zeros(0, np.int64)), dtype=np.int64)
+        order = np.argsort(rows, kind="stable")  # back to score order
+        subset = detections[rows[order]]
+        subset.track_ids = np.asarray(tracked.tracker_id, dtype=np.int64)[order]
+        return subset
+
+
+def tracking_boxes(detections: Detections, rows: np.ndarray, mask_boxes: bool) -> np.ndarray:
+    """[len(rows), 4] x1y1x2y2 boxes for the tracker: each mask's tight box (exclusive right/bottom, as
+    pixel boxes are), or the predicted box where asked or where the mask is empty."""
+    boxes = detections.boxes[rows].astype(np.float64).reshape(-1, 4)
+    if mask_boxes:
+        for k, row in enumerate(rows):
+            x, y, w, h = mask_bounding_rect(detections, int(row))
+            if w and h:
+                boxes[k] = (x, y, x + w, y + h)
+    return boxes
+
+
+def mask_bounding_rect(detections: Detections, i: int) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of mask ``i``'s set pixels, from its crop (0 width when empty)."""
+    crop, (x0, y0) = detections.crop(i)
+    x, y, w, h = cv2_bounding_rect(crop)
+    return x + x0, y + y0, w, h
+
+
+def cv2_bounding_rect(mask: np.ndarray) -> tuple[int, int, int, int]:
+    import cv2
+
+    return cv2.boundingRect(np.ascontiguousarray(mask, dtype=np.uint8)) if mask.size else (0, 0, 0, 0)
+
+
+def make_tracker(name: str | None, settings: TrackerSettings = DEFAULT_SETTINGS, frame_rate: float = 30.0) -> Any:
+    """The tracker named on the command line (None: none)."""
+    if name is None:
+        return None
+    if name not in TRACKERS:
+        raise ModelError(f"--track {name}: choose one of {', '.join(TRACKERS)}")
+    return ByteTracker(settings, frame_rate)
