@@ -9,7 +9,7 @@ graph, numpy and OpenCV for the rest. Nothing here imports torch or the ``yolact
 
 from .backends import BACKENDS
 from .backends.base import PRECISIONS
-from .detections import Detections, RawOutputs, paste_detections
+from .detections import Detections, MaskCrop, RawOutputs, paste_detections
 from .errors import ImageError, ModelError, SegmenterError
 from .images import read_image
 from .segmenter import Segmenter
@@ -17,6 +17,6 @@ from .segmenter import Segmenter
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKENDS", "Detections", "ImageError", "ModelError", "PRECISIONS", "RawOutputs", "Segmenter",
+    "BACKENDS", "Detections", "ImageError", "MaskCrop", "ModelError", "PRECISIONS", "RawOutputs", "Segmenter",
     "SegmenterError", "paste_detections", "read_image",
 ]

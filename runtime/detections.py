@@ -4,8 +4,9 @@ boxes and boolean masks at the image size.
 It gives the numbers of ``yolact.to_image`` (PyTorch's bilinear upsampling with ``align_corners=False``,
 then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but upsamples
 a mask only where it can be non-zero: the support of its cropped prototype cells grown by the one cell that
-bilinear taps reach, mapped to image pixels, with OpenCV's bilinear warp. No full-image float plane is ever
-made.
+bilinear taps reach, mapped to image pixels, in numpy, in PyTorch's order of float32 operations. That region
+is what a mask keeps (its crop, and the crop's offset in the image): no full-image plane is made unless a
+caller asks for one (``Detections.masks``), and COCO RLE is computed from the crops.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import pycocotools.mask as mask_utils
 
 MASK_THRESHOLD = 0.5
 COCO_TASKS = ("bbox", "segm")
+SUPERVISION_INSTALL = 'pip install ".[video]"'
+EMPTY_CROP = np.zeros((0, 0), dtype=bool)
+EMPTY_CROP.flags.writeable = False
 
 
 class RawOutputs(NamedTuple):
@@ -36,41 +40,147 @@ class RawOutputs(NamedTuple):
     mask_scores: np.ndarray
 
 
+class MaskCrop(NamedTuple):
+    """One mask as it is stored: ``mask`` bool [h, w], the image's rows y..y+h-1 and columns x..x+w-1
+    (``offset`` = (x, y)); every pixel outside it is False. h or w is 0 for a mask with no pixel there."""
+
+    mask: np.ndarray
+    offset: tuple[int, int]
+
+    @property
+    def region(self) -> tuple[slice, slice]:
+        """(rows, columns) of the image the crop covers: ``plane[crop.region] = crop.mask``."""
+        x, y = self.offset
+        return slice(y, y + self.mask.shape[0]), slice(x, x + self.mask.shape[1])
+
+
+def frame_runs(crop: np.ndarray, x: int, y: int, height: int, width: int) -> np.ndarray:
+    """Uncompressed COCO RLE counts (int64: column-major run lengths, the first one of False pixels) of a
+    ``height`` x ``width`` image whose only True pixels are those of ``crop`` [h, w] at column ``x``, row
+    ``y``. Each crop column padded with a False cell above and below makes every run start and end inside
+    its column; a run that ends on the image's last row and one that starts on the next column's first
+    row are one run of the image, so such a pair of edges is dropped."""
+    rows, cols = crop.shape
+    padded = np.zeros((cols, rows + 2), dtype=np.int8)
+    padded[:, 1:-1] = crop.T
+    changes = np.flatnonzero(np.diff(padded.ravel())) + 1  # where a run starts or ends, in padded cells
+    column, row = np.divmod(changes, rows + 2)
+    edges = (x + column) * height + (y - 1) + row  # alternately a run's first pixel and the pixel after it
+    joined = np.flatnonzero(edges[1:-1:2] == edges[2::2])
+    if len(joined):
+        edges = np.delete(edges, np.concatenate((2 * joined + 1, 2 * joined + 2)))
+    runs = np.diff(edges, prepend=0, append=height * width)
+    # pycocotools ends on the last run of pixels: no empty False run after a mask that fills the last pixel.
+    return runs[:-1] if len(runs) > 1 and runs[-1] == 0 else runs
+
+
 @dataclass
 class Detections:
     """The detections of one image (N of them, image height x width), best score first.
 
     boxes [N, 4] int64 pixel x1y1x2y2, scores [N] float32 box scores, class_ids [N] int64, class_names [N]
-    str, masks [N, height, width] bool, mask_scores [N] float32 (what ranks the masks: YOLACT++'s box score
-    x predicted mask IoU, otherwise the box score).
+    str, mask_scores [N] float32 (what ranks the masks: YOLACT++'s box score x predicted mask IoU, otherwise
+    the box score), track_ids [N] int64 or None when not tracked.
+
+    Each mask is stored as its crop: ``mask_crops[i]`` bool [h_i, w_i] at ``mask_offsets[i]`` = (x, y)
+    (int64 [N, 2]), the region its prototype cells can reach; the image is False outside it. ``masks``
+    gives the dense [N, height, width] planes (made on first use), ``mask(i)`` one plane, ``crop(i)`` one
+    crop with its offset.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     class_names: list[str]
-    masks: np.ndarray
+    mask_crops: list[np.ndarray]
+    mask_offsets: np.ndarray
     mask_scores: np.ndarray
     height: int
     width: int
+    track_ids: np.ndarray | None = None
+    _masks: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
     _rles: list[dict] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, dtype=np.int64)
+            if self.track_ids.shape != (len(self),):
+                raise ValueError(f"track_ids: expected [{len(self)}] ids, got shape {list(self.track_ids.shape)}")
 
     def __len__(self) -> int:
         return len(self.scores)
 
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Detections:
+        """The detections picked by ``index`` (an int array, a bool mask [N], a slice or an int), in its
+        order, every field aligned: boxes, scores, classes, names, mask scores, crops and track ids."""
+        picked = np.atleast_1d(np.arange(len(self))[index])
+        subset = Detections(
+            boxes=self.boxes[picked],
+            scores=self.scores[picked],
+            class_ids=self.class_ids[picked],
+            class_names=[self.class_names[i] for i in picked],
+            mask_crops=[self.mask_crops[i] for i in picked],
+            mask_offsets=self.mask_offsets[picked],
+            mask_scores=self.mask_scores[picked],
+            height=self.height,
+            width=self.width,
+            track_ids=None if self.track_ids is None else self.track_ids[picked],
+        )
+        if self._rles is not None:
+            subset._rles = [self._rles[i] for i in picked]
+        return subset
+
+    def crop(self, i: int) -> MaskCrop:
+        x, y = (int(v) for v in self.mask_offsets[i])
+        return MaskCrop(self.mask_crops[i], (x, y))
+
+    def mask(self, i: int) -> np.ndarray:
+        """Mask ``i`` as a bool [height, width] plane (made now; the crop is what is stored)."""
+        plane = np.zeros((self.height, self.width), dtype=bool)
+        crop = self.crop(i)
+        plane[crop.region] = crop.mask
+        return plane
+
+    @property
+    def masks(self) -> np.ndarray:
+        """All masks as bool [N, height, width], made on first use and kept: N full planes, where the crops
+        take a small part of that (see ``mask_nbytes``)."""
+        if self._masks is None:
+            masks = np.zeros((len(self), self.height, self.width), dtype=bool)
+            for i, plane in enumerate(masks):
+                crop = self.crop(i)
+                plane[crop.region] = crop.mask
+            self._masks = masks
+        return self._masks
+
+    @property
+    def mask_nbytes(self) -> int:
+        """Bytes the stored masks take: the crops and their offsets."""
+        return sum(crop.nbytes for crop in self.mask_crops) + self.mask_offsets.nbytes
+
+    def mask_areas(self) -> np.ndarray:
+        """int64 [N]: the True pixels of each mask."""
+        return np.array([np.count_nonzero(crop) for crop in self.mask_crops], dtype=np.int64)
+
     def rle(self) -> list[dict[str, Any]]:
-        """The masks as COCO RLE dicts (pycocotools: ``size`` [h, w], ``counts`` bytes), encoded once."""
+        """The masks as COCO RLE dicts (pycocotools: ``size`` [h, w], ``counts`` bytes), encoded once, from
+        the crops: their runs over the image, compressed by pycocotools. Equal to pycocotools' ``encode`` of
+        the dense masks."""
         if self._rles is None:
-            # pycocotools wants [H, W, N] uint8 in Fortran order.
-            self._rles = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0), dtype=np.uint8)) if len(self) else []
+            size = [self.height, self.width]
+            runs = [{"size": size, "counts": frame_runs(crop, *offset, self.height, self.width)}
+                    for crop, offset in zip(self.mask_crops, self.mask_offsets.tolist())]
+            self._rles = mask_utils.frPyObjects(runs, self.height, self.width) if runs else []
         return self._rles
 
     def to_json(self, image_name: str) -> dict[str, Any]:
-        """The per-image JSON record, the format ``python -m yolact.predict`` and the C++ runtime write."""
+        """The per-image JSON record, the format ``python -m yolact.predict`` and the C++ runtime write, each
+        detection with its ``track_id`` (null when not tracked)."""
         rles = self.rle()
-        areas = mask_utils.area(rles) if rles else []
+        areas = self.mask_areas()
         records = [
             {
+                "track_id": None if self.track_ids is None else int(self.track_ids[i]),
                 "class_id": int(self.class_ids[i]),
                 "class_name": self.class_names[i],
                 "score": round(float(self.scores[i]), 6),
@@ -107,6 +217,34 @@ class Detections:
             entries.append(entry)
         return entries
 
+    def to_supervision(self) -> Any:
+        """These detections as a ``supervision.Detections``: xyxy float, confidence (box scores), class_id,
+        tracker_id (None when not tracked), mask as supervision's ``CompactMask`` made from the crops (dense
+        bool [N, height, width] on a supervision without it), and ``data`` with ``class_name`` (str [N]) and
+        ``mask_score`` (float32 [N]). supervision is an optional dependency (the ``video`` extra)."""
+        try:
+            import supervision as sv
+        except ImportError:
+            raise ImportError(f"Detections.to_supervision needs supervision: {SUPERVISION_INSTALL}") from None
+        return sv.Detections(
+            xyxy=self.boxes.astype(np.float32),
+            mask=self.compact_mask(sv.CompactMask) if hasattr(sv, "CompactMask") else self.masks,
+            confidence=self.scores,
+            class_id=self.class_ids,
+            tracker_id=self.track_ids,
+            data={"class_name": np.array(self.class_names, dtype=str), "mask_score": self.mask_scores},
+        )
+
+    def compact_mask(self, compact_mask_type: type) -> Any:
+        """supervision's ``CompactMask`` of the crops: each crop's column-major runs (a crop with no pixel
+        becomes supervision's own stand-in, a 1x1 False crop)."""
+        crops = [crop if crop.size else np.zeros((1, 1), dtype=bool) for crop in self.mask_crops]
+        offsets = np.array([offset if crop.size else (0, 0) for crop, offset in zip(self.mask_crops, self.mask_offsets.tolist())],
+                           dtype=np.int32).reshape(-1, 2)
+        runs = [frame_runs(crop, 0, 0, *crop.shape).astype(np.int32) for crop in crops]
+        shapes = np.array([crop.shape for crop in crops], dtype=np.int32).reshape(-1, 2)
+        return compact_mask_type(runs, shapes, offsets, (self.height, self.width))
+
 
 class AxisTaps(NamedTuple):
     """Bilinear taps along one axis from ``source`` cells to ``output`` pixels, as PyTorch computes them
@@ -133,9 +271,10 @@ def axis_taps(source: int, output: int) -> AxisTaps:
     return AxisTaps(low, np.minimum(low + 1, source - 1), np.float32(1) - high_weight, high_weight)
 
 
-def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps, out: np.ndarray) -> None:
-    """Write each of ``cells`` [N, Hp, Wp] (float32) upsampled and binarised into the all-False ``out``
-    [N, H, W], only over the pixels its non-zero cells reach.
+def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each of ``cells`` [N, Hp, Wp] (float32) upsampled and binarised over the pixels its non-zero cells
+    reach: (crops, offsets), crop n bool [h_n, w_n] at offsets[n] = (x, y) (int64 [N, 2]); the image is
+    False outside it. A mask whose cells reach no pixel gets an empty crop at (0, 0).
 
     The upsampling is PyTorch's bilinear interpolation in its order of float32 operations (along the width,
     then along the height), so the masks equal ``yolact.to_image``'s; it runs over each mask's region alone, on
@@ -148,6 +287,8 @@ def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps, out: np.ndarr
     x_start, x_stop = cols.pixels_reaching(first_col, first_col + support_cols - 1)
     # Downsampling to a tiny image can step over a support.
     reached = (support_cols > 0) & (y_stop > y_start) & (x_stop > x_start)
+    crops = [EMPTY_CROP] * len(cells)
+    offsets = np.zeros((len(cells), 2), dtype=np.int64)
     for n in np.flatnonzero(reached):
         ys, xs = slice(y_start[n], y_stop[n]), slice(x_start[n], x_stop[n])
         band_start = rows.low[ys.start]
@@ -162,7 +303,9 @@ def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps, out: np.ndarr
         high = along_width[rows.high[ys] - band_start]
         high *= rows.high_weight[ys, None]
         upsampled += high
-        np.greater(upsampled, MASK_THRESHOLD, out=out[n, ys, xs])
+        crops[n] = upsampled > MASK_THRESHOLD
+        offsets[n] = xs.start, ys.start
+    return crops, offsets
 
 
 def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -187,18 +330,18 @@ def paste_detections(
     count = int(raw.num_dets[index])
     keep = np.flatnonzero(raw.scores[index, :count] > score_threshold)
     class_ids = raw.classes[index, keep].astype(np.int64)
-    masks = np.zeros((len(keep), height, width), dtype=bool)
     prototypes = raw.masks[index]
     rows = axis_taps(prototypes.shape[-2], height)
     cols = axis_taps(prototypes.shape[-1], width)
-    paste_masks(prototypes[keep], rows, cols, masks)
+    crops, offsets = paste_masks(prototypes[keep], rows, cols)
     return Detections(
         boxes=pixel_boxes(raw.boxes[index, keep], height, width),
         scores=raw.scores[index, keep].astype(np.float32),
         mask_scores=raw.mask_scores[index, keep].astype(np.float32),
         class_ids=class_ids,
         class_names=[class_names[c] if class_names is not None else str(c) for c in class_ids],
-        masks=masks,
+        mask_crops=crops,
+        mask_offsets=offsets,
         height=height,
         width=width,
     )

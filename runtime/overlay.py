@@ -28,18 +28,17 @@ def key_colors(keys: np.ndarray) -> np.ndarray:
 def draw_overlay(
     image: np.ndarray, detections: Detections, labels: list[str] | None = None, color_keys: np.ndarray | None = None
 ) -> np.ndarray:
-    """A copy of the BGR ``image`` with the detections drawn; where masks overlap, the best score shows.
-    ``labels``: one per detection (default ``class score``); ``color_keys``: an integer per detection that
-    picks its colour (default its rank)."""
+    """A copy of the BGR ``image`` with the detections drawn; where masks overlap, the best score shows. Each
+    mask is blended over its crop alone. ``labels``: one per detection (default ``class score``);
+    ``color_keys``: an integer per detection that picks its colour (default its rank)."""
     if not len(detections):
         return image.copy()
     colors = instance_colors(len(detections)) if color_keys is None else key_colors(color_keys)
-    painted = image.copy()
+    out = image.copy()
     for i in reversed(range(len(detections))):  # best score painted last, so it ends on top
-        painted[detections.masks[i]] = colors[i]
-    blended = cv2.addWeighted(image, 1 - MASK_OPACITY, painted, MASK_OPACITY, 0)
-    covered = detections.masks.any(axis=0)[..., None]
-    out = np.where(covered, blended, image)
+        crop = detections.crop(i)
+        pixels = image[crop.region][crop.mask]
+        out[crop.region][crop.mask] = cv2.addWeighted(pixels, 1 - MASK_OPACITY, np.full_like(pixels, colors[i]), MASK_OPACITY, 0)
     for i in range(len(detections)):
         color = tuple(int(c) for c in colors[i])
         x1, y1, x2, y2 = (int(v) for v in detections.boxes[i])

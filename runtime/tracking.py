@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .detections import Detections
@@ -109,15 +110,11 @@ def tracking_boxes(detections: Detections, rows: np.ndarray, mask_boxes: bool) -
 
 def mask_bounding_rect(detections: Detections, i: int) -> tuple[int, int, int, int]:
     """(x, y, width, height) of mask ``i``'s set pixels, from its crop (0 width when empty)."""
-    crop, (x0, y0) = detections.crop(i)
-    x, y, w, h = cv2_bounding_rect(crop)
-    return x + x0, y + y0, w, h
-
-
-def cv2_bounding_rect(mask: np.ndarray) -> tuple[int, int, int, int]:
-    import cv2
-
-    return cv2.boundingRect(np.ascontiguousarray(mask, dtype=np.uint8)) if mask.size else (0, 0, 0, 0)
+    crop = detections.crop(i)
+    if not crop.mask.size:
+        return 0, 0, 0, 0
+    x, y, w, h = cv2.boundingRect(crop.mask.view(np.uint8))
+    return x + crop.offset[0], y + crop.offset[1], w, h
 
 
 def make_tracker(name: str | None, settings: TrackerSettings = DEFAULT_SETTINGS, frame_rate: float = 30.0) -> Any:
