@@ -38,7 +38,8 @@ def draw_overlay(
     for i in reversed(range(len(detections))):  # best score painted last, so it ends on top
         crop = detections.crop(i)
         pixels = image[crop.region][crop.mask]
-        out[crop.region][crop.mask] = cv2.addWeighted(pixels, 1 - MASK_OPACITY, np.full_like(pixels, colors[i]), MASK_OPACITY, 0)
+        if pixels.size:  # cv2.addWeighted answers None for no pixels
+            out[crop.region][crop.mask] = cv2.addWeighted(pixels, 1 - MASK_OPACITY, np.full_like(pixels, colors[i]), MASK_OPACITY, 0)
     for i in range(len(detections)):
         color = tuple(int(c) for c in colors[i])
         x1, y1, x2, y2 = (int(v) for v in detections.boxes[i])

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import ImageError
+from .images import read_image
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ts", ".gif"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -65,10 +66,14 @@ class FrameSource:
     _capture: object = field(repr=False)
     dropped: int = 0
     decoded: int = 0
+    _failure: ImageError | None = field(default=None, repr=False)
 
     def read(self) -> Iterator[np.ndarray]:
         """The frames, in the calling thread."""
-        if isinstance(self._capture, cv2.VideoCapture):
+        if isinstance(self._capture, list):  # an image sequence's files
+            for path in self._capture:
+                yield read_image(path)
+        elif isinstance(self._capture, cv2.VideoCapture):
             while True:
                 ok, image = self._capture.read()
                 if not ok:
@@ -82,7 +87,7 @@ class FrameSource:
     def close(self) -> None:
         if isinstance(self._capture, cv2.VideoCapture):
             self._capture.release()
-        else:
+        elif not isinstance(self._capture, list):
             self._capture.close()
 
     def __enter__(self) -> FrameSource:
@@ -92,8 +97,8 @@ class FrameSource:
         self.close()
 
     def frames(self, capacity: int, drop_late: bool = False) -> Iterator[Frame]:
-        """The frames, decoded ``capacity`` ahead in a thread. Raises SourceEnded after the last frame when a
-        live source stopped or a file ended before its stated frame count, ImageError when it had none."""
+        """The frames, decoded ``capacity`` ahead in a thread. It ends quietly also when decoding fails or
+        a source stops early, so that every frame before reaches its outputs: ``check_end`` tells then."""
         waiting: queue.Queue = queue.Queue(maxsize=capacity)
         stop = threading.Event()
         dropping = drop_late and self.live
@@ -101,8 +106,6 @@ class FrameSource:
         thread.start()
         try:
             while (item := waiting.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
                 yield item
         finally:
             stop.set()
@@ -111,7 +114,6 @@ class FrameSource:
                     waiting.get_nowait()
                 except queue.Empty:
                     thread.join(0.05)
-        self._check_end()
 
     def _decode(self, waiting: queue.Queue, stop: threading.Event, dropping: bool) -> None:
         start = time.monotonic()
@@ -121,8 +123,8 @@ class FrameSource:
                 if not self._put(waiting, Frame(index, time_s, image), stop, dropping):
                     return
                 self.decoded += 1
-        except Exception as error:  # a decoder's failure reaches the consumer, in its thread
-            self._put(waiting, ImageError(f"{self.location}: decoding failed: {error}"), stop, False)
+        except Exception as error:  # told by check_end, after the frames before it
+            self._failure = ImageError(f"{self.location}: decoding failed after {self.decoded} frames: {error}")
         self._put(waiting, None, stop, False)
 
     def _put(self, waiting: queue.Queue, item: object, stop: threading.Event, dropping: bool) -> bool:
@@ -140,7 +142,11 @@ class FrameSource:
                         pass
         return False
 
-    def _check_end(self) -> None:
+    def check_end(self) -> None:
+        """After the last frame: ImageError when decoding failed or there was no frame, SourceEnded when a
+        live source stopped or a file ended before its stated frame count."""
+        if self._failure is not None:
+            raise self._failure
         if self.decoded == 0:
             raise ImageError(f"{self.location}: no frame could be decoded")
         if self.live:
@@ -157,14 +163,33 @@ def open_source(location: str, name: str | None = None) -> FrameSource:
     if location.lower().startswith(STREAM_SCHEMES):
         return _open_capture(location, name or _stream_name(location), live=None)
     path = Path(location)
-    if "%" not in path.name and not path.is_file():
+    if "%" in path.name:
+        return _open_sequence(path, name or _sequence_name(path))
+    if not path.is_file():
         raise ImageError(f"{location}: no such file")
     try:
-        return _open_capture(location, name or path.stem.replace("%", ""), live=False)
+        return _open_capture(location, name or path.stem, live=False)
     except ImageError:
-        if "%" in path.name:
-            raise
         return _open_pyav(path, name or path.stem)
+
+
+def _open_sequence(pattern: Path, name: str) -> FrameSource:
+    """Numbered images (``frames/%06d.png``) from the first number found among 0-4 up to the first gap,
+    read one by one at their own sizes (OpenCV's sequence reader would scale them all to the first)."""
+    try:
+        first = next(i for i in range(5) if Path(str(pattern) % i).is_file())
+    except (StopIteration, TypeError, ValueError):
+        raise ImageError(f"{pattern}: no image numbered like this pattern") from None
+    paths = []
+    while (path := Path(str(pattern) % (first + len(paths)))).is_file():
+        paths.append(path)
+    return FrameSource(str(pattern), name, live=False, fps=FALLBACK_FPS, frame_count=len(paths), _capture=paths)
+
+
+def _sequence_name(path: Path) -> str:
+    """An image sequence's pattern without its number (``run_%04d.png``: ``run``), or its folder's name when
+    nothing else is left."""
+    return re.sub(r"%0?\d*d", "", path.stem).strip("_-. ") or path.parent.name or "frames"
 
 
 def _stream_name(url: str) -> str:

@@ -110,6 +110,7 @@ def segment_source(
             if tracker is not None:
                 detections = tracker.update(detections)
             writer.put(index, time_s, image, detections)
+        source.check_end()
     finally:
         try:
             results.close()
