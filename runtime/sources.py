@@ -128,10 +128,13 @@ class FrameSource:
         self._put(waiting, None, stop, False)
 
     def _put(self, waiting: queue.Queue, item: object, stop: threading.Event, dropping: bool) -> bool:
-        """Queue ``item`` (when dropping and full, in place of the oldest frame); False once stopped."""
+        """Queue ``item`` (when dropping and full, at once in place of the oldest frame); False once stopped."""
         while not stop.is_set():
             try:
-                waiting.put(item, timeout=0.1)
+                if dropping:
+                    waiting.put_nowait(item)
+                else:
+                    waiting.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 if dropping:

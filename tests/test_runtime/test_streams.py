@@ -24,6 +24,7 @@ import pytest
 
 from runtime import RawOutputs, Segmenter, paste_detections
 from runtime.__main__ import main
+from runtime.sources import FrameSource, SourceEnded
 from runtime.tracking import ByteTracker, TrackerSettings
 from yolact.data.shape_video import VideoScenario, render_video, write_video
 
@@ -233,3 +234,32 @@ def test_image_sequence_with_a_size_change(onnx_model, tmp_path, segmenter):
     for line, detections in zip(lines, segmenter(images)):
         assert [d["rle"] for d in line["detections"]] == [d["mask_rle"] for d in detections.to_json("")["detections"]]
     assert [frame.shape for frame in decoded_frames(out / "frames.mp4")] == [(120, 160, 3)] * 6
+
+
+class LiveFrames(FrameSource):
+    """A live source that produces a numbered frame every millisecond for a while."""
+
+    def __init__(self, count: int):
+        super().__init__("live test source", "live", live=True, fps=1000.0, frame_count=None, _capture=[])
+        self.count = count
+
+    def read(self):
+        for index in range(self.count):
+            time.sleep(0.001)
+            yield np.full((4, 4, 3), index % 256, np.uint8)
+
+
+@pytest.mark.parametrize("drop_late", [False, True], ids=["keeps every frame", "drops late frames"])
+def test_a_live_source_drops_late_frames_only_when_asked(drop_late):
+    source = LiveFrames(200)
+    seen = []
+    for frame in source.frames(capacity=4, drop_late=drop_late):
+        seen.append(frame.index)
+        time.sleep(0.01)  # a consumer ten times slower than the source
+    assert seen == sorted(seen) and len(seen) + source.dropped == 200
+    if drop_late:
+        assert source.dropped > 100 and seen[-1] == 199
+    else:
+        assert source.dropped == 0 and seen == list(range(200))
+    with pytest.raises(SourceEnded, match="live test source: the stream stopped after 200 frames"):
+        source.check_end()
