@@ -4,10 +4,10 @@ boxes and boolean masks at the image size.
 It gives the numbers of ``yolact.to_image`` (PyTorch's bilinear upsampling with ``align_corners=False``,
 then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but upsamples
 a mask only where it can be non-zero: the support of its cropped prototype cells grown by the one cell that
-bilinear taps reach, mapped to image pixels, in numpy, in PyTorch's order of float32 operations. That region
-is what a mask keeps (its crop, and the crop's offset in the image): no full-image plane is made unless a
-caller asks for one (``Detections.masks``), and COCO RLE is computed from the crops.
-"""
+bilinear taps reach, mapped to image pixels. It does so in numpy, in PyTorch's order of float32 operations,
+computing pixel by pixel only where a mask's edge can fall (``paste_masks``). That region is what a mask
+keeps: its crop, 8 pixels to a byte, with the crop's place in the image. No full-image plane is made unless
+a caller asks for one (``Detections.masks``, ``Detections.mask``), and COCO RLE is computed from the crops."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ import pycocotools.mask as mask_utils
 MASK_THRESHOLD = 0.5
 COCO_TASKS = ("bbox", "segm")
 SUPERVISION_INSTALL = 'pip install ".[video]"'
+# A pixel whose bilinear taps all lie above 0.5 + SURE_MARGIN (all below 0.5 - SURE_MARGIN) is above
+# (below) 0.5 whatever float32 rounding does: the two weights sum to 1 within 2^-24 and the two products and
+# their sum are each rounded by at most 2^-24 relative, together under 1e-7.
+SURE_MARGIN = 1e-6
 EMPTY_CROP = np.zeros((0, 0), dtype=bool)
 EMPTY_CROP.flags.writeable = False
 
@@ -41,8 +45,8 @@ class RawOutputs(NamedTuple):
 
 
 class MaskCrop(NamedTuple):
-    """One mask as it is stored: ``mask`` bool [h, w], the image's rows y..y+h-1 and columns x..x+w-1
-    (``offset`` = (x, y)); every pixel outside it is False. h or w is 0 for a mask with no pixel there."""
+    """One mask as a crop: ``mask`` bool [h, w], the image's rows y..y+h-1 and columns x..x+w-1 (``offset``
+    = (x, y)); every pixel outside it is False. h and w are 0 for a mask with no pixel there."""
 
     mask: np.ndarray
     offset: tuple[int, int]
@@ -54,24 +58,63 @@ class MaskCrop(NamedTuple):
         return slice(y, y + self.mask.shape[0]), slice(x, x + self.mask.shape[1])
 
 
-def frame_runs(crop: np.ndarray, x: int, y: int, height: int, width: int) -> np.ndarray:
-    """Uncompressed COCO RLE counts (int64: column-major run lengths, the first one of False pixels) of a
-    ``height`` x ``width`` image whose only True pixels are those of ``crop`` [h, w] at column ``x``, row
-    ``y``. Each crop column padded with a False cell above and below makes every run start and end inside
-    its column; a run that ends on the image's last row and one that starts on the next column's first
-    row are one run of the image, so such a pair of edges is dropped."""
-    rows, cols = crop.shape
-    padded = np.zeros((cols, rows + 2), dtype=np.int8)
-    padded[:, 1:-1] = crop.T
-    changes = np.flatnonzero(np.diff(padded.ravel())) + 1  # where a run starts or ends, in padded cells
-    column, row = np.divmod(changes, rows + 2)
-    edges = (x + column) * height + (y - 1) + row  # alternately a run's first pixel and the pixel after it
-    joined = np.flatnonzero(edges[1:-1:2] == edges[2::2])
+def pack_crops(crops: Sequence[np.ndarray], offsets: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Bool crops [h_i, w_i] at offsets (x, y) [N, 2] -> (packed: uint8 [h_i, ceil(w_i / 8)], each row's
+    pixels 8 to a byte, first pixel in the high bit (``np.packbits``); regions: int64 [N, 4] x0, y0, x1, y1)."""
+    packed = [np.packbits(crop, axis=1) for crop in crops]
+    sizes = np.array([crop.shape[::-1] for crop in crops], dtype=np.int64).reshape(-1, 2)
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    return packed, np.concatenate((offsets, offsets + sizes), axis=1)
+
+
+def column_runs(packed: Sequence[np.ndarray], regions: np.ndarray, frame_height: np.ndarray | int,
+                frame_area: np.ndarray | int) -> list[np.ndarray]:
+    """Uncompressed COCO RLE counts (int64: column-major run lengths, the first one of False pixels) of each
+    packed crop (``pack_crops``) in a frame (of ``frame_height`` rows and ``frame_area`` pixels, each one
+    value or one per crop) that is False outside it, all crops at once.
+
+    A crop's runs start and end inside its columns: where a pixel differs from the one above it (a set bit
+    of two rows' XOR), or is True on the crop's first row (a start) or last row (an end, at the pixel below).
+    Sorted column-major they alternate start, end. A run that ends on the frame's last row and one that
+    starts on the next column's first row are one run of the frame, so such a pair of edges is dropped."""
+    count = len(packed)
+    frame_height = np.broadcast_to(np.asarray(frame_height, dtype=np.int64), (count,))
+    frame_area = np.broadcast_to(np.asarray(frame_area, dtype=np.int64), (count,))
+    shapes = np.array([rows.shape for rows in packed], dtype=np.int64).reshape(count, 2)
+    row_bytes = shapes[:, 1]
+    starts = np.concatenate(([0], np.cumsum((shapes[:, 0] + 1) * row_bytes)))
+    flips = np.zeros(starts[-1], dtype=np.uint8)
+    for rows, start in zip(packed, starts.tolist()):
+        if rows.size:
+            plane = flips[start : start + rows.size + rows.shape[1]].reshape(-1, rows.shape[1])
+            plane[0], plane[-1] = rows[0], rows[-1]
+            np.bitwise_xor(rows[1:], rows[:-1], out=plane[1:-1])
+    byte_position = np.flatnonzero(flips)
+    byte_index, bit = np.divmod(np.flatnonzero(np.unpackbits(flips[byte_position])), 8)
+    position = byte_position[byte_index]
+    owner = np.searchsorted(starts, position, side="right") - 1
+    row, byte_column = np.divmod(position - starts[owner], row_bytes[owner])
+    column = byte_column * 8 + bit
+    # Sorted by crop, then column-major in the frame.
+    key_stride = frame_area.max(initial=0) + 1
+    edge_keys = owner * key_stride + (column + regions[owner, 0]) * frame_height[owner] + row + regions[owner, 1]
+    edge_keys.sort()
+    joined = np.flatnonzero(edge_keys[1:-1:2] == edge_keys[2::2])
     if len(joined):
-        edges = np.delete(edges, np.concatenate((2 * joined + 1, 2 * joined + 2)))
-    runs = np.diff(edges, prepend=0, append=height * width)
+        edge_keys = np.delete(edge_keys, np.concatenate((2 * joined + 1, 2 * joined + 2)))
+    owner, edges = np.divmod(edge_keys, key_stride)
+    # Each crop's edges between a 0 and its frame's area: differences are its runs.
+    edge_counts = np.bincount(owner, minlength=count)
+    ends = np.cumsum(edge_counts + 2)
+    firsts = ends - edge_counts - 2
+    bounded = np.empty(ends[-1] if count else 0, dtype=np.int64)
+    inner = np.ones(len(bounded), dtype=bool)
+    inner[firsts] = inner[ends - 1] = False
+    bounded[firsts], bounded[ends - 1], bounded[inner] = 0, frame_area, edges
+    runs = np.diff(bounded)
     # pycocotools ends on the last run of pixels: no empty False run after a mask that fills the last pixel.
-    return runs[:-1] if len(runs) > 1 and runs[-1] == 0 else runs
+    stops = ends - 1 - ((runs[ends - 2] == 0) & (edge_counts > 0)) if count else ends
+    return [runs[first:stop] for first, stop in zip(firsts.tolist(), stops.tolist())]
 
 
 @dataclass
@@ -82,18 +125,19 @@ class Detections:
     str, mask_scores [N] float32 (what ranks the masks: YOLACT++'s box score x predicted mask IoU, otherwise
     the box score), track_ids [N] int64 or None when not tracked.
 
-    Each mask is stored as its crop: ``mask_crops[i]`` bool [h_i, w_i] at ``mask_offsets[i]`` = (x, y)
-    (int64 [N, 2]), the region its prototype cells can reach; the image is False outside it. ``masks``
-    gives the dense [N, height, width] planes (made on first use), ``mask(i)`` one plane, ``crop(i)`` one
-    crop with its offset.
+    Each mask is stored as its crop, the region its prototype cells can reach (the image is False outside
+    it): ``mask_regions`` int64 [N, 4] x0, y0, x1, y1 (pixels, end exclusive) and ``packed_masks[i]`` uint8
+    [y1 - y0, ceil((x1 - x0) / 8)], the crop's rows 8 pixels to a byte (``np.packbits``). ``crop(i)`` gives
+    one crop as bool with its offset, ``mask(i)`` one image plane, ``masks`` the dense [N, height, width]
+    planes (made on first use, kept).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     class_names: list[str]
-    mask_crops: list[np.ndarray]
-    mask_offsets: np.ndarray
+    packed_masks: list[np.ndarray]
+    mask_regions: np.ndarray
     mask_scores: np.ndarray
     height: int
     width: int
@@ -112,15 +156,15 @@ class Detections:
 
     def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Detections:
         """The detections picked by ``index`` (an int array, a bool mask [N], a slice or an int), in its
-        order, every field aligned: boxes, scores, classes, names, mask scores, crops and track ids."""
+        order, every field aligned: boxes, scores, classes, names, mask scores, masks and track ids."""
         picked = np.atleast_1d(np.arange(len(self))[index])
         subset = Detections(
             boxes=self.boxes[picked],
             scores=self.scores[picked],
             class_ids=self.class_ids[picked],
             class_names=[self.class_names[i] for i in picked],
-            mask_crops=[self.mask_crops[i] for i in picked],
-            mask_offsets=self.mask_offsets[picked],
+            packed_masks=[self.packed_masks[i] for i in picked],
+            mask_regions=self.mask_regions[picked],
             mask_scores=self.mask_scores[picked],
             height=self.height,
             width=self.width,
@@ -130,9 +174,15 @@ class Detections:
             subset._rles = [self._rles[i] for i in picked]
         return subset
 
+    @property
+    def mask_offsets(self) -> np.ndarray:
+        """int64 [N, 2]: each crop's (x, y) in the image."""
+        return self.mask_regions[:, :2]
+
     def crop(self, i: int) -> MaskCrop:
-        x, y = (int(v) for v in self.mask_offsets[i])
-        return MaskCrop(self.mask_crops[i], (x, y))
+        """Mask ``i`` as its bool crop and the crop's (x, y) offset in the image."""
+        x0, y0, x1, _ = (int(v) for v in self.mask_regions[i])
+        return MaskCrop(np.unpackbits(self.packed_masks[i], axis=1, count=x1 - x0).view(bool), (x0, y0))
 
     def mask(self, i: int) -> np.ndarray:
         """Mask ``i`` as a bool [height, width] plane (made now; the crop is what is stored)."""
@@ -143,8 +193,8 @@ class Detections:
 
     @property
     def masks(self) -> np.ndarray:
-        """All masks as bool [N, height, width], made on first use and kept: N full planes, where the crops
-        take a small part of that (see ``mask_nbytes``)."""
+        """All masks as bool [N, height, width], made on first use and kept: N full planes, where the stored
+        crops take a small part of that (``mask_nbytes``)."""
         if self._masks is None:
             masks = np.zeros((len(self), self.height, self.width), dtype=bool)
             for i, plane in enumerate(masks):
@@ -155,12 +205,8 @@ class Detections:
 
     @property
     def mask_nbytes(self) -> int:
-        """Bytes the stored masks take: the crops and their offsets."""
-        return sum(crop.nbytes for crop in self.mask_crops) + self.mask_offsets.nbytes
-
-    def mask_areas(self) -> np.ndarray:
-        """int64 [N]: the True pixels of each mask."""
-        return np.array([np.count_nonzero(crop) for crop in self.mask_crops], dtype=np.int64)
+        """Bytes the stored masks take: the packed crops and their regions."""
+        return sum(rows.nbytes for rows in self.packed_masks) + self.mask_regions.nbytes
 
     def rle(self) -> list[dict[str, Any]]:
         """The masks as COCO RLE dicts (pycocotools: ``size`` [h, w], ``counts`` bytes), encoded once, from
@@ -168,16 +214,15 @@ class Detections:
         the dense masks."""
         if self._rles is None:
             size = [self.height, self.width]
-            runs = [{"size": size, "counts": frame_runs(crop, *offset, self.height, self.width)}
-                    for crop, offset in zip(self.mask_crops, self.mask_offsets.tolist())]
-            self._rles = mask_utils.frPyObjects(runs, self.height, self.width) if runs else []
+            runs = column_runs(self.packed_masks, self.mask_regions, self.height, self.height * self.width)
+            self._rles = mask_utils.frPyObjects([{"size": size, "counts": counts} for counts in runs], *size) if runs else []
         return self._rles
 
     def to_json(self, image_name: str) -> dict[str, Any]:
         """The per-image JSON record, the format ``python -m yolact.predict`` and the C++ runtime write, each
         detection with its ``track_id`` (null when not tracked)."""
         rles = self.rle()
-        areas = self.mask_areas()
+        areas = mask_utils.area(rles) if rles else []
         records = [
             {
                 "track_id": None if self.track_ids is None else int(self.track_ids[i]),
@@ -237,24 +282,27 @@ class Detections:
 
     def compact_mask(self, compact_mask_type: type) -> Any:
         """supervision's ``CompactMask`` of the crops: each crop's column-major runs (a crop with no pixel
-        becomes supervision's own stand-in, a 1x1 False crop)."""
-        crops = [crop if crop.size else np.zeros((1, 1), dtype=bool) for crop in self.mask_crops]
-        offsets = np.array([offset if crop.size else (0, 0) for crop, offset in zip(self.mask_crops, self.mask_offsets.tolist())],
-                           dtype=np.int32).reshape(-1, 2)
-        runs = [frame_runs(crop, 0, 0, *crop.shape).astype(np.int32) for crop in crops]
-        shapes = np.array([crop.shape for crop in crops], dtype=np.int32).reshape(-1, 2)
-        return compact_mask_type(runs, shapes, offsets, (self.height, self.width))
+        becomes supervision's own stand-in, a 1x1 False crop at (0, 0))."""
+        empty = (self.mask_regions[:, 2] == self.mask_regions[:, 0]) | (self.mask_regions[:, 3] == self.mask_regions[:, 1])
+        packed = [np.zeros((1, 1), np.uint8) if none else rows for rows, none in zip(self.packed_masks, empty.tolist())]
+        offsets = np.where(empty[:, None], 0, self.mask_offsets)
+        sizes = np.where(empty[:, None], 1, self.mask_regions[:, 2:] - self.mask_offsets)  # (w, h)
+        runs = column_runs(packed, np.concatenate((np.zeros_like(sizes), sizes), axis=1), sizes[:, 1], sizes.prod(axis=1))
+        return compact_mask_type([counts.astype(np.int32) for counts in runs], sizes[:, ::-1].astype(np.int32),
+                                 offsets.astype(np.int32), (self.height, self.width))
 
 
 class AxisTaps(NamedTuple):
     """Bilinear taps along one axis from ``source`` cells to ``output`` pixels, as PyTorch computes them
     (float32, half-pixel centres, source position clamped at 0, upper tap clamped to the last cell): pixel i
-    is low_weight[i] * cell low[i] + high_weight[i] * cell high[i]. low and high never decrease."""
+    is low_weight[i] * cell low[i] + high_weight[i] * cell high[i]. low and high never decrease; the pixels
+    whose low tap is cell c are first_pixel[c] .. first_pixel[c + 1] - 1."""
 
     low: np.ndarray
     high: np.ndarray
     low_weight: np.ndarray
     high_weight: np.ndarray
+    first_pixel: np.ndarray
 
     def pixels_reaching(self, first_cells: np.ndarray, last_cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per cell range [first, last]: (start, stop) of the pixels with a tap on a cell in it; all others
@@ -268,7 +316,45 @@ def axis_taps(source: int, output: int) -> AxisTaps:
     position = np.maximum(scale * (np.arange(output, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
     low = position.astype(np.int64)
     high_weight = position - low.astype(np.float32)
-    return AxisTaps(low, np.minimum(low + 1, source - 1), np.float32(1) - high_weight, high_weight)
+    first_pixel = np.searchsorted(low, np.arange(source + 1))
+    return AxisTaps(low, np.minimum(low + 1, source - 1), np.float32(1) - high_weight, high_weight, first_pixel)
+
+
+class MaskRegions(NamedTuple):
+    """Where K masks are upsampled, each an int64 [K] array: pixel rows y0..y1-1 and columns x0..x1-1, the
+    cell rows they tap (band_first..band_first + band_rows - 1), and where in the flat buffers each mask's
+    cell-row x pixel-column plane (band_start) and its crop (crop_start) begin."""
+
+    y0: np.ndarray
+    y1: np.ndarray
+    x0: np.ndarray
+    x1: np.ndarray
+    band_first: np.ndarray
+    band_rows: np.ndarray
+    band_start: np.ndarray
+    crop_start: np.ndarray
+
+    @property
+    def widths(self) -> np.ndarray:
+        return self.x1 - self.x0
+
+
+def mask_regions(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[np.ndarray, MaskRegions]:
+    """(indices of the masks of ``cells`` [N, Hp, Wp] whose non-zero cells reach a pixel, their regions)."""
+    # Each mask's support (x, y, width, height in cells; width 0 when it has none).
+    supports = np.array([cv2.boundingRect(nonzero) for nonzero in (cells != 0).view(np.uint8)], dtype=np.int64)
+    first_col, first_row, support_cols, support_rows = supports.reshape(-1, 4).T
+    y0, y1 = rows.pixels_reaching(first_row, first_row + support_rows - 1)
+    x0, x1 = cols.pixels_reaching(first_col, first_col + support_cols - 1)
+    # Downsampling to a tiny image can step over a support.
+    reached = np.flatnonzero((support_cols > 0) & (y1 > y0) & (x1 > x0))
+    y0, y1, x0, x1 = y0[reached], y1[reached], x0[reached], x1[reached]
+    band_first = rows.low[y0]
+    band_rows = rows.high[y1 - 1] - band_first + 1
+    widths = x1 - x0
+    band_start = np.concatenate(([0], np.cumsum(band_rows * widths)))
+    crop_start = np.concatenate(([0], np.cumsum((y1 - y0) * widths)))
+    return reached, MaskRegions(y0, y1, x0, x1, band_first, band_rows, band_start, crop_start)
 
 
 def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list[np.ndarray], np.ndarray]:
@@ -277,35 +363,63 @@ def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list
     False outside it. A mask whose cells reach no pixel gets an empty crop at (0, 0).
 
     The upsampling is PyTorch's bilinear interpolation in its order of float32 operations (along the width,
-    then along the height), so the masks equal ``yolact.to_image``'s; it runs over each mask's region alone, on
-    the prototype rows that region reads. (OpenCV's warpAffine did this region by region too, but its
-    fixed-point coordinates flipped 0.08% of the pixels and it took longer.)"""
-    # Each mask's support (x, y, width, height in cells; width 0 when it has none).
-    supports = np.array([cv2.boundingRect(nonzero) for nonzero in (cells != 0).view(np.uint8)], dtype=np.int64)
-    first_col, first_row, support_cols, support_rows = supports.reshape(-1, 4).T
-    y_start, y_stop = rows.pixels_reaching(first_row, first_row + support_rows - 1)
-    x_start, x_stop = cols.pixels_reaching(first_col, first_col + support_cols - 1)
-    # Downsampling to a tiny image can step over a support.
-    reached = (support_cols > 0) & (y_stop > y_start) & (x_stop > x_start)
+    then along the height), so the masks equal ``yolact.to_image``'s (OpenCV's warpAffine, tried first,
+    flipped 0.08% of the pixels with its fixed-point coordinates). Along the width every pixel column of a
+    mask's region is computed, on the cell rows it taps. Along the height, a pixel taps cell rows a and a + 1
+    (a = its low tap): where both are above 0.5 + SURE_MARGIN in its column (both below 0.5 - SURE_MARGIN) it
+    is True (False) whatever the float32 rounding, and it is copied from that; only the pixels with taps on
+    both sides, at the masks' edges, are computed, for all masks at once. The crops are views of one
+    buffer."""
+    reached, regions = mask_regions(cells, rows, cols)
+    along_width = np.empty(regions.band_start[-1], dtype=np.float32)
+    one_sided = np.empty(regions.band_start[-1], dtype=bool)
+    pixels = np.empty(regions.crop_start[-1], dtype=bool)
     crops = [EMPTY_CROP] * len(cells)
+    for n, y0, y1, x0, x1, band_first, band_rows, band_start, crop_start in zip(reached.tolist(), *(field.tolist() for field in regions)):
+        band = cells[n, band_first : band_first + band_rows]
+        plane = along_width[band_start : band_start + band_rows * (x1 - x0)].reshape(band_rows, x1 - x0)
+        np.multiply(band[:, cols.low[x0:x1]], cols.low_weight[x0:x1], out=plane)
+        high = band[:, cols.high[x0:x1]]
+        high *= cols.high_weight[x0:x1]
+        plane += high
+        above = plane > np.float32(MASK_THRESHOLD + SURE_MARGIN)
+        below = plane < np.float32(MASK_THRESHOLD - SURE_MARGIN)
+        # Cell row a with a + 1 (the last cell row of the prototypes is its own upper tap).
+        above[:-1] &= above[1:]
+        below[:-1] &= below[1:]
+        np.logical_or(above, below, out=one_sided[band_start : band_start + above.size].reshape(above.shape))
+        crop = pixels[crop_start : crop_start + (y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
+        np.take(above, rows.low[y0:y1] - band_first, axis=0, out=crop)
+        crops[n] = crop
+    compute_two_sided_pixels(along_width, one_sided, pixels, regions, rows)
     offsets = np.zeros((len(cells), 2), dtype=np.int64)
-    for n in np.flatnonzero(reached):
-        ys, xs = slice(y_start[n], y_stop[n]), slice(x_start[n], x_stop[n])
-        band_start = rows.low[ys.start]
-        band = cells[n, band_start : rows.high[ys.stop - 1] + 1]
-        along_width = band[:, cols.low[xs]]
-        along_width *= cols.low_weight[xs]
-        high = band[:, cols.high[xs]]
-        high *= cols.high_weight[xs]
-        along_width += high
-        upsampled = along_width[rows.low[ys] - band_start]
-        upsampled *= rows.low_weight[ys, None]
-        high = along_width[rows.high[ys] - band_start]
-        high *= rows.high_weight[ys, None]
-        upsampled += high
-        crops[n] = upsampled > MASK_THRESHOLD
-        offsets[n] = xs.start, ys.start
+    offsets[reached] = np.stack((regions.x0, regions.y0), axis=1)
     return crops, offsets
+
+
+def compute_two_sided_pixels(along_width: np.ndarray, one_sided: np.ndarray, pixels: np.ndarray, regions: MaskRegions,
+                             rows: AxisTaps) -> None:
+    """Set in ``pixels`` (the crops' flat buffer) every pixel whose two cell-row taps are not on one side of
+    0.5 (``one_sided`` False), from ``along_width`` (both flat, laid out by ``regions``), in PyTorch's
+    order of float32 operations."""
+    position = np.flatnonzero(~one_sided)
+    if not len(position):
+        return
+    mask = np.searchsorted(regions.band_start, position, side="right") - 1
+    widths = regions.widths[mask]
+    cell_row, column = np.divmod(position - regions.band_start[mask], widths)
+    cell_row += regions.band_first[mask]
+    # The mask's pixel rows whose low tap is that cell row.
+    first = np.maximum(rows.first_pixel[cell_row], regions.y0[mask])
+    count = np.minimum(rows.first_pixel[cell_row + 1], regions.y1[mask]) - first
+    steps = max(int(count.max()), 1)
+    pair, step = np.divmod(np.flatnonzero(np.arange(steps) < count[:, None]), steps)
+    row = first[pair] + step
+    mask, column, widths = mask[pair], column[pair], widths[pair]
+    origin = regions.band_start[mask] + column - regions.band_first[mask] * widths
+    value = along_width[origin + rows.low[row] * widths] * rows.low_weight[row]
+    value += along_width[origin + rows.high[row] * widths] * rows.high_weight[row]
+    pixels[regions.crop_start[mask] + (row - regions.y0[mask]) * widths + column] = value > MASK_THRESHOLD
 
 
 def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -333,15 +447,17 @@ def paste_detections(
     prototypes = raw.masks[index]
     rows = axis_taps(prototypes.shape[-2], height)
     cols = axis_taps(prototypes.shape[-1], width)
-    crops, offsets = paste_masks(prototypes[keep], rows, cols)
+    # The graph ranks its detections, so the kept ones are usually the first ones: no copy of their cells.
+    cells = prototypes[: len(keep)] if np.array_equal(keep, np.arange(len(keep))) else prototypes[keep]
+    packed, regions = pack_crops(*paste_masks(cells, rows, cols))
     return Detections(
         boxes=pixel_boxes(raw.boxes[index, keep], height, width),
         scores=raw.scores[index, keep].astype(np.float32),
         mask_scores=raw.mask_scores[index, keep].astype(np.float32),
         class_ids=class_ids,
         class_names=[class_names[c] if class_names is not None else str(c) for c in class_ids],
-        mask_crops=crops,
-        mask_offsets=offsets,
+        packed_masks=packed,
+        mask_regions=regions,
         height=height,
         width=width,
     )
