@@ -20,7 +20,6 @@ import json
 import sys
 import tempfile
 import warnings
-from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,7 +33,13 @@ from runtime import Detections, Segmenter, SegmenterError
 from runtime.sources import open_source
 from runtime.tracking import DEFAULT_SETTINGS, ByteTracker, TrackerSettings
 from runtime.video import in_order
-from yolact.data.shape_video import SCENARIOS, VideoFrame, VideoScenario, render_video, write_video
+from yolact.data.shape_video import (
+    SCENARIOS,
+    VideoFrame,
+    VideoScenario,
+    render_video,
+    write_video,
+)
 
 from .machine import cpu_description, machine_details, machine_tag
 

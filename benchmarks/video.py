@@ -30,7 +30,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 

@@ -14,9 +14,11 @@ stream stopped (reported; the outputs so far are complete files), 2 for a bad mo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -189,8 +191,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def raise_interrupt(signum: int, frame: object) -> None:
-    """SIGTERM stops a run like Ctrl-C does: the outputs so far are finalised."""
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the run like Ctrl-C does, so the outputs so far are finalised (main thread only: Python
+    delivers signals there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def split_inputs(arguments: Sequence[str], out_dir: Path) -> tuple[list[InputFile], list[StreamInput]]:
@@ -212,9 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     counts = [frame_count(video.location) if not is_stream_argument(video.location) else None for video in videos]
     total = None if None in counts else len(images) + sum(counts)
-    signal.signal(signal.SIGTERM, raise_interrupt)
     start = time.perf_counter()
-    with segmenter, tqdm(total=total, unit="frame", desc="segmenting", dynamic_ncols=True) as bar:
+    with segmenter, terminated_as_interrupt(), tqdm(total=total, unit="frame", desc="segmenting", dynamic_ncols=True) as bar:
         try:
             run = Run(segmenter, args.out, bar, args)
             try:
