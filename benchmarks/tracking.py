@@ -47,13 +47,14 @@ RESULTS = Path(__file__).parent / "results"
 GLUE = "plain glue"
 GLUE_THRESHOLD = 0.3  # the runtime's default
 # A small grid around ByteTrack's defaults, each step one principled change (feeding the low scores,
-# the masks' boxes, a longer memory for occlusions, a stricter start).
+# the masks' boxes, mask twins left out, a longer memory for occlusions, a stricter start).
 SETTINGS = {
-    "low scores fed": TrackerSettings(feed_threshold=0.1, activation_threshold=0.25, lost_track_buffer=30, mask_boxes=False),
-    "+ mask boxes": TrackerSettings(feed_threshold=0.1, activation_threshold=0.25, lost_track_buffer=30, mask_boxes=True),
-    "+ buffer 60": TrackerSettings(feed_threshold=0.1, activation_threshold=0.25, lost_track_buffer=60, mask_boxes=True),
-    "+ start 0.4": TrackerSettings(feed_threshold=0.1, activation_threshold=0.4, lost_track_buffer=60, mask_boxes=True),
-    "buffer 60, box": TrackerSettings(feed_threshold=0.1, activation_threshold=0.25, lost_track_buffer=60, mask_boxes=False),
+    "low scores fed": TrackerSettings(0.1, 0.25, 30, mask_boxes=False, duplicate_iou=None),
+    "+ mask boxes": TrackerSettings(0.1, 0.25, 30, mask_boxes=True, duplicate_iou=None),
+    "+ mask duplicates out": TrackerSettings(0.1, 0.25, 30, mask_boxes=True, duplicate_iou=0.6),
+    "+ buffer 60": TrackerSettings(0.1, 0.25, 60, mask_boxes=True, duplicate_iou=0.6),
+    "+ start 0.4": TrackerSettings(0.1, 0.3, 60, mask_boxes=True, duplicate_iou=0.6),
+    "box, duplicates out, buffer 60": TrackerSettings(0.1, 0.25, 60, mask_boxes=False, duplicate_iou=0.6),
 }
 if DEFAULT_SETTINGS not in SETTINGS.values():
     SETTINGS["runtime default"] = DEFAULT_SETTINGS

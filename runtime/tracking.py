@@ -15,6 +15,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pycocotools.mask as mask_utils
 
 from .detections import Detections
 from .errors import ModelError
@@ -33,7 +34,11 @@ class TrackerSettings:
     (first association; a new track needs 0.1 more). lost_track_buffer: frames (at 30 fps) a lost track waits
     to be found again, through an occlusion. matching_threshold: ByteTrack's ``minimum_matching_threshold``
     (the IoU cost a match may reach). mask_boxes: give the tracker each mask's tight box instead of the
-    predicted box: under occlusion it follows what is visible.
+    predicted box: under occlusion it follows what is visible. duplicate_iou: a detection whose mask
+    overlaps a better-scoring one's by more than this IoU is not fed (None: all are): YOLACT suppresses
+    duplicates class by class, so one shape can come out as a square and, lower, as a star, and the lower
+    one would start a track of its own; masks tell such twins from shapes that merely overlap, which boxes
+    cannot.
     """
 
     feed_threshold: float = 0.1
@@ -41,6 +46,7 @@ class TrackerSettings:
     lost_track_buffer: int = 60
     matching_threshold: float = 0.8
     mask_boxes: bool = True
+    duplicate_iou: float | None = 0.6
 
     def with_threshold(self, score_threshold: float | None) -> TrackerSettings:
         """These settings with ``activation_threshold`` set by a user's score threshold (None: unchanged)."""
@@ -51,7 +57,7 @@ class TrackerSettings:
 
 DEFAULT_SETTINGS = TrackerSettings()
 # What a user glues together by hand: the runtime's default threshold and ByteTrack's own defaults.
-PLAIN_GLUE = TrackerSettings(feed_threshold=0.3, activation_threshold=0.25, lost_track_buffer=30, mask_boxes=False)
+PLAIN_GLUE = TrackerSettings(feed_threshold=0.3, activation_threshold=0.25, lost_track_buffer=30, mask_boxes=False, duplicate_iou=None)
 
 
 class ByteTracker:
@@ -81,6 +87,8 @@ class ByteTracker:
         """The detections that ByteTrack keeps on a track this frame, in their score order, with
         ``track_ids`` (int64 [M]); each one's mask, box, scores and class are its own."""
         fed = np.flatnonzero(detections.scores > self.settings.feed_threshold) if len(detections) else np.zeros(0, np.int64)
+        if self.settings.duplicate_iou is not None:
+            fed = without_duplicates(detections, fed, self.settings.duplicate_iou)
         boxes = tracking_boxes(detections, fed, self.settings.mask_boxes)
         given = self._sv.Detections(
             xyxy=boxes.astype(np.float32).reshape(-1, 4),
@@ -94,6 +102,21 @@ class ByteTracker:
         subset = detections[rows[order]]
         subset.track_ids = np.asarray(tracked.tracker_id, dtype=np.int64)[order]
         return subset
+
+
+def without_duplicates(detections: Detections, rows: np.ndarray, iou_limit: float) -> np.ndarray:
+    """``rows`` (in score order) less each one whose mask overlaps a kept better-scoring one's by more than
+    ``iou_limit`` (mask IoU from the COCO RLEs, any classes)."""
+    if len(rows) < 2:
+        return rows
+    rles = detections.rle()
+    chosen = [rles[r] for r in rows]
+    overlaps = np.asarray(mask_utils.iou(chosen, chosen, np.zeros(len(rows), dtype=np.uint8)))
+    kept: list[int] = []
+    for k in range(len(rows)):
+        if not kept or overlaps[k, kept].max() <= iou_limit:
+            kept.append(k)
+    return rows[kept]
 
 
 def tracking_boxes(detections: Detections, rows: np.ndarray, mask_boxes: bool) -> np.ndarray:

@@ -22,6 +22,8 @@ from .tracking import ByteTracker, make_tracker
 if TYPE_CHECKING:
     from .segmenter import Segmenter
 
+DECODED_AHEAD = 2  # the segmenter's reader thread takes a batch at a time from these
+
 
 def in_order(results: Iterable[tuple[Any, np.ndarray, Detections]]) -> Iterator[tuple[Any, np.ndarray, Detections]]:
     """The segmenter's (tag, image, detections) in the order of the sequence numbers that open the tags
@@ -93,8 +95,9 @@ def segment_source(
     detections)`` runs in the writer thread after each frame is written. The outputs are finalised also when
     this stops early: an interruption, a source that dies, a failure."""
     threshold = tracker.settings.feed_threshold if tracker is not None else None
-    capacity = 2 * segmenter.batch_size
-    frames = source.frames(capacity, drop_late)
+    # Frames held at once: DECODED_AHEAD decoded, a batch read ahead and one in inference (the segmenter's),
+    # a batch waiting to be written: a 4K frame is 25 MB.
+    frames = source.frames(DECODED_AHEAD, drop_late)
     # Sequence numbers, not frame numbers, order the results: under drop_late the frame numbers have gaps.
     tagged = (((sequence, frame.index, frame.time_s), frame.image) for sequence, frame in enumerate(frames))
     results = in_order(segmenter.stream(tagged, threshold))
@@ -104,7 +107,7 @@ def segment_source(
         if on_frame is not None:
             on_frame(index, detections)
 
-    writer = WriterThread(write, capacity, f"write-{source.name}")
+    writer = WriterThread(write, segmenter.batch_size, f"write-{source.name}")
     try:
         for (_, index, time_s), image, detections in results:
             if tracker is not None:
