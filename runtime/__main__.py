@@ -37,7 +37,7 @@ from .outputs import JsonArrayFile, VideoOutputs
 from .overlay import draw_overlay
 from .segmenter import Segmenter
 from .sources import SourceEnded, is_stream_argument, is_video_file, open_source
-from .tracking import DEFAULT_SETTINGS, TRACKERS, make_tracker
+from .tracking import TRACKERS, make_tracker
 from .video import segment_source
 
 COCO_RESULTS = {task: f"coco_{task}_results.json" for task in COCO_TASKS}
@@ -148,7 +148,7 @@ class Run:
     def video(self, video: StreamInput) -> None:
         """A video source into <name>.mp4, .jsonl and .mot.txt; its frames' detections into the COCO results."""
         with open_source(video.location, video.name) as source:
-            tracker = make_tracker(self.args.track, self.tracker_settings, source.fps)
+            tracker = make_tracker(self.args.track, frame_rate=source.fps)
             outputs = VideoOutputs(self.out_dir, source.name, source.fps)
             try:
                 segment_source(
@@ -158,10 +158,6 @@ class Run:
             finally:
                 if source.dropped:
                     self.bar.write(f"{source.location}: dropped {source.dropped} late frames (--drop-late)", file=sys.stderr)
-
-    @property
-    def tracker_settings(self):
-        return DEFAULT_SETTINGS.with_threshold(self.args.score_threshold)
 
     def record(self, detections: Detections, image_id: int | str) -> None:
         for task, results in self.coco_results.items():
@@ -181,8 +177,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", help="cpu, cuda[:N], gpu[.N] (OpenVINO) or auto; default: the backend's own")
     parser.add_argument("--precision", help="fp32, fp16 or bf16; default fp32 (a TensorRT engine: its own)")
     parser.add_argument("--batch-size", type=int, help="images per run (default 8, at most the model's limit)")
-    parser.add_argument("--score-threshold", type=float, help="keep detections scoring above (default 0.3); with "
-                        "--track, the score that starts a track (the tracker also sees lower ones)")
+    parser.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring above (default "
+                        "0.3); with --track the tracker also sees lower ones, to keep tracks through occlusions")
     parser.add_argument("--track", choices=TRACKERS, help="give video detections identities over time")
     parser.add_argument("--drop-late", action="store_true", help="a camera or live stream: drop the frames that "
                         "arrive while the model is busy (counted) instead of falling behind")
@@ -220,8 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         images, videos = split_inputs(args.inputs, args.out)
-        threshold = 0.3 if args.score_threshold is None else args.score_threshold
-        segmenter = Segmenter(args.model, args.backend, args.device, args.precision, threshold, args.threads, args.batch_size)
+        segmenter = Segmenter(
+            args.model, args.backend, args.device, args.precision, args.score_threshold, args.threads, args.batch_size
+        )
     except SegmenterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ import numpy as np
 
 from .detections import Detections
 from .overlay import draw_overlay
+from .tracking import NO_TRACK
 
 
 def temporary_beside(target: Path) -> Path:
@@ -36,8 +37,9 @@ def line_file(path: Path) -> BinaryIO:
 
 
 def track_ids_of(detections: Detections) -> list[int | None]:
-    ids = getattr(detections, "track_ids", None)
-    return [None] * len(detections) if ids is None else [int(v) for v in ids]
+    """Each detection's track id, None when untracked or on no track (NO_TRACK)."""
+    ids = detections.track_ids
+    return [None] * len(detections) if ids is None else [int(v) if v != NO_TRACK else None for v in ids]
 
 
 def frame_record(index: int, time_s: float, detections: Detections) -> dict[str, Any]:
@@ -70,9 +72,13 @@ def _text(counts: bytes | str) -> str:
 
 
 def mot_rows(index: int, detections: Detections) -> str:
-    """MOTChallenge rows of frame ``index`` (0-based; written 1-based): ``frame,id,x,y,w,h,conf,-1,-1,-1``."""
+    """MOTChallenge rows of frame ``index`` (0-based; written 1-based): ``frame,id,x,y,w,h,conf,-1,-1,-1``;
+    untracked detections with id -1, and when tracking only those on a track."""
     rows = []
+    tracking = detections.track_ids is not None
     for track_id, box, score in zip(track_ids_of(detections), detections.boxes, detections.scores):
+        if tracking and track_id is None:
+            continue
         x1, y1, x2, y2 = (int(v) for v in box)
         rows.append(f"{index + 1},{-1 if track_id is None else track_id},{x1},{y1},{x2 - x1},{y2 - y1},{float(score):.6f},-1,-1,-1\n")
     return "".join(rows)
@@ -80,11 +86,11 @@ def mot_rows(index: int, detections: Detections) -> str:
 
 def tracked_overlay(image: np.ndarray, detections: Detections) -> np.ndarray:
     """The overlay, labelled ``#id class score`` when tracked; a track keeps its colour from frame to frame."""
-    ids = getattr(detections, "track_ids", None)
-    if ids is None:
+    if detections.track_ids is None:
         return draw_overlay(image, detections)
-    labels = [f"#{track_id} {name} {score:.2f}" for track_id, name, score in zip(ids, detections.class_names, detections.scores)]
-    return draw_overlay(image, detections, labels=labels, color_keys=ids)
+    ids = track_ids_of(detections)
+    labels = [f"{'' if i is None else f'#{i} '}{name} {score:.2f}" for i, name, score in zip(ids, detections.class_names, detections.scores)]
+    return draw_overlay(image, detections, labels=labels, color_keys=np.maximum(detections.track_ids, 0))
 
 
 class VideoOutputs:

@@ -4,13 +4,13 @@ answer back onto our detections.
 
 ``sv.ByteTrack.update_with_detections`` answers with a filtered and reordered subset of what it was given
 (the bug class of supervision #418, where masks went out of step with ids). Every detection we hand it
-carries its own row number in ``data["row"]``, which supervision carries through its selections, so the
-tracked subset is taken from our detections by those row numbers: masks, scores and classes go with their id.
+carries its own row number in ``data["row"]``, which supervision carries through its selections, so each
+returned id is set on the row it belongs to: masks, scores and classes go with their id.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -22,6 +22,7 @@ from .errors import ModelError
 
 TRACKERS = ("bytetrack",)
 ROW_KEY = "row"
+NO_TRACK = -1  # the track id of a detection on no track
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,6 @@ class TrackerSettings:
     matching_threshold: float = 0.8
     mask_boxes: bool = True
     duplicate_iou: float | None = 0.6
-
-    def with_threshold(self, score_threshold: float | None) -> TrackerSettings:
-        """These settings with ``activation_threshold`` set by a user's score threshold (None: unchanged)."""
-        if score_threshold is None:
-            return self
-        return replace(self, activation_threshold=score_threshold, feed_threshold=min(self.feed_threshold, score_threshold))
 
 
 DEFAULT_SETTINGS = TrackerSettings()
@@ -84,8 +79,10 @@ class ByteTracker:
             )
 
     def update(self, detections: Detections) -> Detections:
-        """The detections that ByteTrack keeps on a track this frame, in their score order, with
-        ``track_ids`` (int64 [M]); each one's mask, box, scores and class are its own."""
+        """All ``detections`` of the next frame, in their order, with ``track_ids`` (int64 [N]): the id of
+        the track ByteTrack kept each one on, NO_TRACK for the others (below feed_threshold, a mask twin, or
+        on no track). Callers show those above their score threshold: a low-score detection that only
+        keeps a track alive through an occlusion stays out of sight, as in the image path."""
         fed = np.flatnonzero(detections.scores > self.settings.feed_threshold) if len(detections) else np.zeros(0, np.int64)
         if self.settings.duplicate_iou is not None:
             fed = without_duplicates(detections, fed, self.settings.duplicate_iou)
@@ -97,11 +94,12 @@ class ByteTracker:
             data={ROW_KEY: fed},
         )
         tracked = self._tracker.update_with_detections(given)
-        rows = np.asarray(tracked.data.get(ROW_KEY, np.zeros(0, np.int64)), dtype=np.int64)
-        order = np.argsort(rows, kind="stable")  # back to score order
-        subset = detections[rows[order]]
-        subset.track_ids = np.asarray(tracked.tracker_id, dtype=np.int64)[order]
-        return subset
+        ids = np.full(len(detections), NO_TRACK, dtype=np.int64)
+        if len(tracked):
+            ids[np.asarray(tracked.data[ROW_KEY], dtype=np.int64)] = tracked.tracker_id
+        answer = detections[np.arange(len(detections))]  # a copy that keeps the encoded RLE
+        answer.track_ids = ids
+        return answer
 
 
 def without_duplicates(detections: Detections, rows: np.ndarray, iou_limit: float) -> np.ndarray:

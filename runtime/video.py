@@ -43,11 +43,22 @@ def in_order(results: Iterable[tuple[Any, np.ndarray, Detections]]) -> Iterator[
 def track_frames(
     segmenter: Segmenter, frames: Iterable[np.ndarray], tracker: str | ByteTracker, frame_rate: float = 30.0
 ) -> Iterator[tuple[np.ndarray, Detections]]:
-    """(frame, detections with ``track_ids``) for each frame of one video, in order."""
+    """(frame, detections with ``track_ids``) for each frame of one video, in order: those scoring above
+    the segmenter's threshold, as the image path gives them."""
     tracker = make_tracker(tracker, frame_rate=frame_rate) if isinstance(tracker, str) else tracker
     tagged = enumerate(frames)
-    for _, image, detections in in_order(segmenter.stream(tagged, tracker.settings.feed_threshold)):
-        yield image, tracker.update(detections)
+    for _, image, detections in in_order(segmenter.stream(tagged, lowest_threshold(segmenter, tracker))):
+        yield image, shown(tracker.update(detections), segmenter.score_threshold)
+
+
+def lowest_threshold(segmenter: Segmenter, tracker: ByteTracker | None) -> float:
+    """The score the segmenter keeps detections above: the lower of its own and what the tracker is fed."""
+    return segmenter.score_threshold if tracker is None else min(segmenter.score_threshold, tracker.settings.feed_threshold)
+
+
+def shown(tracked: Detections, score_threshold: float) -> Detections:
+    """The tracked detections scoring above ``score_threshold``: the tracker saw lower ones too."""
+    return tracked[tracked.scores > score_threshold]
 
 
 class WriterThread:
@@ -94,7 +105,7 @@ def segment_source(
     """Every frame of ``source`` segmented (and tracked) into ``outputs``, in order. ``on_frame(index,
     detections)`` runs in the writer thread after each frame is written. The outputs are finalised also when
     this stops early: an interruption, a source that dies, a failure."""
-    threshold = tracker.settings.feed_threshold if tracker is not None else None
+    threshold = lowest_threshold(segmenter, tracker)
     # Frames held at once: DECODED_AHEAD decoded, a batch read ahead and one in inference (the segmenter's),
     # a batch waiting to be written: a 4K frame is 25 MB.
     frames = source.frames(DECODED_AHEAD, drop_late)
@@ -111,7 +122,7 @@ def segment_source(
     try:
         for (_, index, time_s), image, detections in results:
             if tracker is not None:
-                detections = tracker.update(detections)
+                detections = shown(tracker.update(detections), segmenter.score_threshold)
             writer.put(index, time_s, image, detections)
         source.check_end()
     finally:
