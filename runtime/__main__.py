@@ -226,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = None if None in counts else len(images) + sum(counts)
     start = time.perf_counter()
     with segmenter, terminated_as_interrupt(), tqdm(total=total, unit="frame", desc="segmenting", dynamic_ncols=True) as bar:
+        run = None
         try:
             run = Run(segmenter, args.out, bar, args)
             try:
@@ -239,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for results in run.coco_results.values():
                     results.close()
         except KeyboardInterrupt:
-            bar.write(f"interrupted after {run.segmented} frames; the outputs so far in {args.out} are complete", file=sys.stderr)
+            done = run.segmented if run else 0
+            bar.write(f"interrupted after {done} frames; the outputs so far in {args.out} are complete", file=sys.stderr)
             return INTERRUPTED
         except ModelError as error:
             print(f"error: {error}", file=sys.stderr)

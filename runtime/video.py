@@ -89,9 +89,18 @@ class WriterThread:
             raise self._error
 
     def close(self) -> None:
+        """Write what is queued and stop. A Ctrl-C meanwhile waits for the thread (the outputs are closed
+        next and must not be in use), then goes on."""
         self._queue.put(None)
-        self._thread.join()
+        interrupted = False
+        while self._thread.is_alive():
+            try:
+                self._thread.join()
+            except KeyboardInterrupt:
+                interrupted = True
         self._raise()
+        if interrupted:
+            raise KeyboardInterrupt
 
 
 def segment_source(
