@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from .detections import Detections
+from .detections import SUPERVISION_INSTALL, Detections
 from .errors import ModelError
 
 TRACKERS = ("bytetrack",)
@@ -51,8 +51,6 @@ class TrackerSettings:
 
 
 DEFAULT_SETTINGS = TrackerSettings()
-# What a user glues together by hand: the runtime's default threshold and ByteTrack's own defaults.
-PLAIN_GLUE = TrackerSettings(feed_threshold=0.3, activation_threshold=0.25, lost_track_buffer=30, mask_boxes=False, duplicate_iou=None)
 
 
 class ByteTracker:
@@ -64,7 +62,7 @@ class ByteTracker:
 
             import supervision as sv
         except ImportError:
-            raise ModelError("tracking needs supervision 0.30 (pip install 'yolact-runtime[video]')") from None
+            raise ModelError(f"tracking needs supervision 0.30: {SUPERVISION_INSTALL}") from None
         if not hasattr(sv, "ByteTrack"):
             raise ModelError(f"supervision {sv.__version__} has no ByteTrack (removed in 0.31): install supervision<0.31")
         self.settings = settings
