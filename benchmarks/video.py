@@ -39,7 +39,6 @@ from runtime.outputs import VideoOutputs, frame_record, tracked_overlay
 from runtime.sources import FrameSource, open_source
 from runtime.tracking import make_tracker
 from runtime.video import segment_source
-from yolact.data.shape_video import MODERATE, VideoScenario, render_video, write_video
 
 from .machine import cpu_description, machine_details, machine_tag
 
@@ -71,9 +70,9 @@ def end_to_end(segmenter: Segmenter, video: Path, out: Path, track: str | None) 
     """Frames/s of the whole video path and of the same frames as images in batches."""
     with open_source(str(video)) as source:
         frames = list(source.read())
+    segmenter(frames[: segmenter.batch_size])  # warm-up: the first runs of a session are slower
     start = time.perf_counter()
-    for _ in segmenter(frames):
-        pass
+    segmenter(frames)
     images_s = time.perf_counter() - start
     start = time.perf_counter()
     with open_source(str(video)) as source:
@@ -86,6 +85,8 @@ def end_to_end(segmenter: Segmenter, video: Path, out: Path, track: str | None) 
 
 def long_stream(segmenter: Segmenter, count: int, rss_from: int, out: Path, track: str | None) -> dict[str, Any]:
     """Resident memory while a generated 1080p stream of ``count`` frames goes through every output."""
+    from yolact.data.shape_video import VideoScenario, render_video
+
     scenario = VideoScenario("fullhd", frames=4, height=FULL_HD[0], width=FULL_HD[1], shapes=10, radius=(60, 150))
     frames = [frame.image for frame in render_video(scenario, seed=2)]
     samples: list[tuple[int, float]] = []
@@ -109,13 +110,11 @@ def long_stream(segmenter: Segmenter, count: int, rss_from: int, out: Path, trac
     }
 
 
-def uhd_frame_peak(model: str, dense: bool) -> dict[str, float]:
+def uhd_frame_peak(model: str, image: np.ndarray, dense: bool) -> dict[str, float]:
     """In a fresh process: one 4K frame segmented, its JSONL line and overlay made; ``dense`` also makes the
     [N, H, W] planes, as every result held before compact masks, and pickles them, as handing them to
     another process does (zero pages that nothing writes cost no RSS, a copy does). Peak RSS (ru_maxrss)
     in MiB, and its rise over the peak after loading the model."""
-    scenario = VideoScenario("uhd", frames=1, height=UHD[0], width=UHD[1], shapes=10, radius=(100, 300))
-    image = next(render_video(scenario, seed=3)).image
     with Segmenter(model, threads=1) as segmenter:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         detections = segmenter(image)[0]
@@ -141,15 +140,23 @@ def recipe_model(folder: Path) -> Path:
 
 
 def uhd_peaks(model: str) -> dict[str, dict]:
+    """Each measurement in a fresh process that imports the runtime alone (the scene is rendered here;
+    this module imports yolact, and with it torch, only inside the functions that render)."""
+    from yolact.data.shape_video import VideoScenario, render_video
+
+    scenario = VideoScenario("uhd", frames=1, height=UHD[0], width=UHD[1], shapes=10, radius=(100, 300))
+    image = next(render_video(scenario, seed=3)).image
     context = multiprocessing.get_context("spawn")
     peaks = {}
     for name, dense in (("compact", False), ("dense", True)):
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-            peaks[name] = pool.submit(uhd_frame_peak, model, dense).result()
+            peaks[name] = pool.submit(uhd_frame_peak, model, image, dense).result()
     return peaks
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from yolact.data.shape_video import MODERATE, VideoScenario, render_video, write_video
+
     report: dict[str, Any] = {"model": str(args.model), "track": args.track}
     with tempfile.TemporaryDirectory() as folder, Segmenter(args.model, threads=args.threads) as segmenter:
         report["backend"] = f"{segmenter.backend_name} on {segmenter.executed_on} ({segmenter.precision})"
