@@ -46,15 +46,15 @@ from .machine import cpu_description, machine_details, machine_tag
 RESULTS = Path(__file__).parent / "results"
 GLUE = "plain glue"
 GLUE_THRESHOLD = 0.3  # the runtime's default
-# A small grid around ByteTrack's defaults, each step one principled change (feeding the low scores,
-# the masks' boxes, mask twins left out, a longer memory for occlusions, a stricter start).
+# ByteTrack's defaults changed one principled step at a time: feed it the low scores its second association
+# needs, leave mask twins out, remember lost tracks longer (occlusions), start tracks stricter, follow the
+# masks' tight boxes.
 SETTINGS = {
     "low scores fed": TrackerSettings(0.1, 0.25, 30, mask_boxes=False, duplicate_iou=None),
-    "+ mask boxes": TrackerSettings(0.1, 0.25, 30, mask_boxes=True, duplicate_iou=None),
-    "+ mask duplicates out": TrackerSettings(0.1, 0.25, 30, mask_boxes=True, duplicate_iou=0.6),
-    "+ buffer 60": TrackerSettings(0.1, 0.25, 60, mask_boxes=True, duplicate_iou=0.6),
-    "+ start 0.4": TrackerSettings(0.1, 0.3, 60, mask_boxes=True, duplicate_iou=0.6),
-    "box, duplicates out, buffer 60": TrackerSettings(0.1, 0.25, 60, mask_boxes=False, duplicate_iou=0.6),
+    "+ mask twins out": TrackerSettings(0.1, 0.25, 30, mask_boxes=False, duplicate_iou=0.6),
+    "+ buffer 60": TrackerSettings(0.1, 0.25, 60, mask_boxes=False, duplicate_iou=0.6),
+    "+ start 0.4": TrackerSettings(0.1, 0.3, 60, mask_boxes=False, duplicate_iou=0.6),
+    "+ mask boxes": TrackerSettings(0.1, 0.3, 60, mask_boxes=True, duplicate_iou=0.6),
 }
 if DEFAULT_SETTINGS not in SETTINGS.values():
     SETTINGS["runtime default"] = DEFAULT_SETTINGS

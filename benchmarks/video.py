@@ -9,7 +9,7 @@
    and say so).
 3. Peak RSS of one 3840x2160 frame with 100 detections, segmented and written to JSONL and an overlay, with
    the compact masks as stored, and with the dense [N, H, W] planes made as before compact masks. Each in a
-   fresh process (``ru_maxrss``), on the recipe-weight yolact_tiny that finds 100 detections everywhere.
+   fresh process (VmHWM), on the recipe-weight yolact_tiny that finds 100 detections everywhere.
 
 Writes ``benchmarks/results/video_<machine>_<time>.{json,md,png}``.
 """
@@ -22,7 +22,6 @@ import datetime
 import json
 import multiprocessing
 import pickle
-import resource
 import sys
 import tempfile
 import time
@@ -47,10 +46,11 @@ UHD = (2160, 3840)
 FULL_HD = (1080, 1920)
 
 
-def rss_mib() -> float:
-    """The process's resident memory now (VmRSS), in MiB."""
+def rss_mib(field: str = "VmRSS") -> float:
+    """The process's resident memory now (VmRSS) or its peak (VmHWM), in MiB. (``ru_maxrss`` would carry
+    the parent's peak into a child started by fork and exec.)"""
     with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+        return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024
 
 
 class CycledFrames(FrameSource):
@@ -113,17 +113,17 @@ def long_stream(segmenter: Segmenter, count: int, rss_from: int, out: Path, trac
 def uhd_frame_peak(model: str, image: np.ndarray, dense: bool) -> dict[str, float]:
     """In a fresh process: one 4K frame segmented, its JSONL line and overlay made; ``dense`` also makes the
     [N, H, W] planes, as every result held before compact masks, and pickles them, as handing them to
-    another process does (zero pages that nothing writes cost no RSS, a copy does). Peak RSS (ru_maxrss)
+    another process does (zero pages that nothing writes cost no RSS, a copy does). Peak RSS (VmHWM)
     in MiB, and its rise over the peak after loading the model."""
     with Segmenter(model, threads=1) as segmenter:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        before = rss_mib("VmHWM")
         detections = segmenter(image)[0]
         if dense:
             pickled = pickle.dumps(detections.masks)
             assert len(pickled) >= len(detections) * UHD[0] * UHD[1]
         json.dumps(frame_record(0, 0.0, detections))
         tracked_overlay(image, detections)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = rss_mib("VmHWM")
     return {"detections": len(detections), "peak_mib": peak, "peak_over_model_mib": peak - before,
             "mask_bytes": int(detections.mask_nbytes) if hasattr(detections, "mask_nbytes") else None}
 
