@@ -290,9 +290,10 @@ def chart(report: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{name} ({report['frames']} frames)")
         ax.axhline(0.8, color="grey", linestyle=":", linewidth=1)
         ax.set_ylim(0, 1)
-    np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left")
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
     fig.suptitle("Tracking quality, TrackEval 1.0.0 (box IoU)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
