@@ -5,7 +5,8 @@ OpenVINO f32/bf16/INT8, TensorRT, and on CUDA PyTorch FP16 and torch.compile) ru
 so its peak memory is its own. One iteration is a batch of images of the asked size, rotated among several
 JPEG-encoded val images, timed in three stages: decode + upload, graph (network and in-graph
 post-processing) and paste (masks to the image size, pixel boxes). The number of detections pasted per image
-is recorded with every figure: without ``--weights`` the model holds the authors' recipe weights, which fill
+and the bytes their masks take (as the result keeps them: the runtime's compact crops, PyTorch's dense
+planes; and, to compare, as dense [N, H, W] bools) are recorded with every figure: without ``--weights`` the model holds the authors' recipe weights, which fill
 every slot (random weights detect nothing and flatter post-processing). For onnxruntime FP32 the graph's
 post-processing is also timed alone, on the outputs of its last convolutions, and onnxruntime's own profile of
 the graph splits its kernel time by operator type (for YOLACT++: ``DeformConv``'s share).
@@ -32,6 +33,7 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
+import runtime
 from command_line import OneLineParser, image_size
 from export.calibration import calibration_files
 from export.onnx_export import INPUT_NAME, OUTPUT_NAMES
@@ -126,6 +128,11 @@ def peak_rss_mib() -> float:
     return round(kib / 1024, 1)
 
 
+def kept_mask_bytes(detections) -> int:
+    """Bytes one image's masks take as the variant's result keeps them."""
+    return detections.mask_nbytes if isinstance(detections, runtime.Detections) else detections.masks.nbytes
+
+
 def summary(times_ms: list[float]) -> dict:
     return {"median": round(float(np.median(times_ms)), 3), "p90": round(float(np.percentile(times_ms, 90)), 3)}
 
@@ -145,7 +152,7 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
     rows = []
     for batch in args.batch:
         stage_times: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
-        detections = []
+        detections, mask_bytes, dense_mask_bytes = [], [], []
         for iteration in range(args.warmup + args.iters):
             picks = [encoded[(iteration * batch + j) % len(encoded)] for j in range(batch)]
             start = time.perf_counter()
@@ -163,8 +170,11 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
             for stage, (a, b) in zip((*STAGES, "total"), ((start, decoded), (decoded, graphed), (graphed, done), (start, done))):
                 stage_times[stage].append((b - a) * 1000)
             detections += [len(d) for d in pasted]
+            mask_bytes += [kept_mask_bytes(d) for d in pasted]
+            dense_mask_bytes += [len(d) * args.height * args.width for d in pasted]
         row = {"variant": spec.name, "backend": spec.backend, "precision": spec.precision,
-               "executed_on": variant.executed_on, "batch": batch, "samples_ms": stage_times, "detections": detections}
+               "executed_on": variant.executed_on, "batch": batch, "samples_ms": stage_times, "detections": detections,
+               "mask_bytes": mask_bytes, "dense_mask_bytes": dense_mask_bytes}
         if post_processing is not None:
             row["post_processing_ms"] = post_processing.times_ms(images, args.warmup, args.iters)
         if profiled:
@@ -191,6 +201,10 @@ def summarize(samples: list[dict]) -> dict:
         "ms": stages,
         "images_per_s": round(first["batch"] * 1000 / stages["total"]["median"], 2),
         "detections_per_image": round(float(np.mean([d for s in samples for d in s["detections"]])), 1),
+        "mask_mib_per_image": {
+            "kept": round(float(np.mean([b for s in samples for b in s["mask_bytes"]])) / 2**20, 3),
+            "dense": round(float(np.mean([b for s in samples for b in s["dense_mask_bytes"]])) / 2**20, 3),
+        },
     })
     if "post_processing_ms" in first:
         post_ms = float(np.median([t for s in samples for t in s["post_processing_ms"]]))
@@ -223,8 +237,8 @@ def run_worker(args: argparse.Namespace, name: str, graphs: Path, iters: int) ->
 def table(report: dict) -> list[str]:
     """The results as markdown table lines, with each variant's speed-up over PyTorch eager at its batch."""
     lines = [
-        "| variant | batch | detections/image | latency ms, median (p90) | images/s | vs PyTorch eager | decode+upload / graph / paste ms | post-processing + paste | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | batch | detections/image | latency ms, median (p90) | images/s | vs PyTorch eager | decode+upload / graph / paste ms | post-processing + paste | masks MiB/image kept (dense) | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         base = next((b for b in report["results"] if b["variant"] == "pytorch_fp32" and b["batch"] == r["batch"]), None)
@@ -234,7 +248,8 @@ def table(report: dict) -> list[str]:
         lines.append(
             f"| {r['variant']} | {r['batch']} | {r['detections_per_image']:g} | {ms['total']['median']:.1f} ({ms['total']['p90']:.1f}) | "
             f"{r['images_per_s']:.2f} | {speedup} | {ms['decode_upload']['median']:.1f} / {ms['graph']['median']:.1f} / "
-            f"{ms['paste']['median']:.1f} | {share} | {r['peak_rss_mib']:.0f} |"
+            f"{ms['paste']['median']:.1f} | {share} | {r['mask_mib_per_image']['kept']:.2f} ({r['mask_mib_per_image']['dense']:.1f}) | "
+            f"{r['peak_rss_mib']:.0f} |"
         )
     return lines
 

@@ -167,11 +167,14 @@ def int8_recipe(args) -> Int8Recipe:
 
 
 class Variant:
-    """A spec made runnable: ``graph(batch) -> raw``, ``paste(raw, i, h, w) -> ImageDetections``, and
-    ``prepare(batch)`` for the part of decoding that moves images to the device."""
+    """A spec made runnable: ``graph(batch) -> raw``, ``paste(raw, i, h, w)`` -> one image's detections as
+    the variant keeps them (``yolact.ImageDetections`` with dense masks, or ``runtime.Detections`` with
+    compact ones), ``as_image_detections`` from those to ``ImageDetections``, and ``prepare(batch)`` for the
+    part of decoding that moves images to the device."""
 
     def __init__(self, spec: VariantSpec, executed_on: str, prepare: Callable, graph: Callable, paste: Callable,
-                 num_dets: Callable[[Any], np.ndarray], synchronize: Callable[[], None] = lambda: None):
+                 num_dets: Callable[[Any], np.ndarray], synchronize: Callable[[], None] = lambda: None,
+                 as_image_detections: Callable[[Any], ImageDetections] = lambda dets: dets):
         self.spec = spec
         self.executed_on = executed_on
         self.prepare = prepare
@@ -179,12 +182,13 @@ class Variant:
         self.paste = paste
         self.num_dets = num_dets
         self.synchronize = synchronize
+        self.as_image_detections = as_image_detections
 
     def detect(self, images: list[np.ndarray]) -> list[ImageDetections]:
         """Final detections of same-size images (one batch) or of images of any size (one at a time)."""
         if len({image.shape for image in images}) == 1:
             raw = self.graph(self.prepare(np.stack(images)))
-            return [self.paste(raw, i, *image.shape[:2]) for i, image in enumerate(images)]
+            return [self.as_image_detections(self.paste(raw, i, *image.shape[:2])) for i, image in enumerate(images)]
         return [self.detect([image])[0] for image in images]
 
 
@@ -199,12 +203,11 @@ def open_variant(
     segmenter = runtime.Segmenter(graphs.of(spec), backend=spec.backend, device=device if spec.backend != "openvino" else None,
                                   precision=precision, score_threshold=0.0, threads=threads)
 
-    def paste(raw: runtime.RawOutputs, index: int, height: int, width: int) -> ImageDetections:
-        dets = runtime.paste_detections(raw, index, height, width)
+    def as_image_detections(dets: runtime.Detections) -> ImageDetections:
         return ImageDetections(dets.class_ids, dets.scores, dets.boxes, dets.masks, dets.mask_scores)
 
-    return Variant(spec, segmenter.executed_on, lambda batch: batch, segmenter.infer, paste,
-                   lambda raw: np.asarray(raw.num_dets))
+    return Variant(spec, segmenter.executed_on, lambda batch: batch, segmenter.infer, runtime.paste_detections,
+                   lambda raw: np.asarray(raw.num_dets), as_image_detections=as_image_detections)
 
 
 def _pytorch_variant(spec: VariantSpec, model: Yolact, device: str) -> Variant:

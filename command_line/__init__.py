@@ -39,10 +39,10 @@ def positive_float(text: str) -> float:
     return value
 
 
-def image_size(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:
-    """``HxW`` (e.g. 480x640) as (height, width); otherwise the parser's one-line error on ``--image-size``."""
+def image_size(parser: argparse.ArgumentParser, text: str, option: str = "--image-size") -> tuple[int, int]:
+    """``HxW`` (e.g. 480x640) as (height, width); otherwise the parser's one-line error on ``option``."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        parser.error(f"--image-size {text!r}: expected HxW, e.g. 480x640")
+        parser.error(f"{option} {text!r}: expected HxW, e.g. 480x640")
     return height, width

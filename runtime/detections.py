@@ -26,8 +26,11 @@ SUPERVISION_INSTALL = 'pip install ".[video]"'
 # (below) 0.5 whatever float32 rounding does: the two weights sum to 1 within 2^-24 and the two products and
 # their sum are each rounded by at most 2^-24 relative, together under 1e-7.
 SURE_MARGIN = 1e-6
-EMPTY_CROP = np.zeros((0, 0), dtype=bool)
-EMPTY_CROP.flags.writeable = False
+# Masks are pasted in groups of about this many crop pixels, each group in buffers of its own, so that a
+# large image's transient memory stays a small part of its dense masks.
+GROUP_PIXELS = 1 << 22
+EMPTY_PACKED = np.zeros((0, 0), dtype=np.uint8)
+EMPTY_PACKED.flags.writeable = False
 
 
 class RawOutputs(NamedTuple):
@@ -323,7 +326,7 @@ def axis_taps(source: int, output: int) -> AxisTaps:
 class MaskRegions(NamedTuple):
     """Where K masks are upsampled, each an int64 [K] array: pixel rows y0..y1-1 and columns x0..x1-1, the
     cell rows they tap (band_first..band_first + band_rows - 1), and where in the flat buffers each mask's
-    cell-row x pixel-column plane (band_start) and its crop (crop_start) begin."""
+    cell-row x pixel-column plane (band_start) and its crop (crop_start) begin ([K + 1]: the ends too)."""
 
     y0: np.ndarray
     y1: np.ndarray
@@ -333,6 +336,17 @@ class MaskRegions(NamedTuple):
     band_rows: np.ndarray
     band_start: np.ndarray
     crop_start: np.ndarray
+
+    @classmethod
+    def laid_out(cls, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, band_first: np.ndarray,
+                 band_rows: np.ndarray) -> MaskRegions:
+        widths = x1 - x0
+        band_start = np.concatenate(([0], np.cumsum(band_rows * widths)))
+        return cls(y0, y1, x0, x1, band_first, band_rows, band_start, np.concatenate(([0], np.cumsum((y1 - y0) * widths))))
+
+    def part(self, masks: slice) -> MaskRegions:
+        """The regions of ``masks``, laid out in buffers of their own."""
+        return MaskRegions.laid_out(*(values[masks] for values in self[:6]))
 
     @property
     def widths(self) -> np.ndarray:
@@ -350,51 +364,77 @@ def mask_regions(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[np.
     reached = np.flatnonzero((support_cols > 0) & (y1 > y0) & (x1 > x0))
     y0, y1, x0, x1 = y0[reached], y1[reached], x0[reached], x1[reached]
     band_first = rows.low[y0]
-    band_rows = rows.high[y1 - 1] - band_first + 1
-    widths = x1 - x0
-    band_start = np.concatenate(([0], np.cumsum(band_rows * widths)))
-    crop_start = np.concatenate(([0], np.cumsum((y1 - y0) * widths)))
-    return reached, MaskRegions(y0, y1, x0, x1, band_first, band_rows, band_start, crop_start)
+    return reached, MaskRegions.laid_out(y0, y1, x0, x1, band_first, rows.high[y1 - 1] - band_first + 1)
 
 
 def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list[np.ndarray], np.ndarray]:
     """Each of ``cells`` [N, Hp, Wp] (float32) upsampled and binarised over the pixels its non-zero cells
-    reach: (crops, offsets), crop n bool [h_n, w_n] at offsets[n] = (x, y) (int64 [N, 2]); the image is
-    False outside it. A mask whose cells reach no pixel gets an empty crop at (0, 0).
+    reach: (packed crops, regions), as ``pack_crops`` gives them; the image is False outside a crop. A mask
+    whose cells reach no pixel gets an empty crop at (0, 0).
 
     The upsampling is PyTorch's bilinear interpolation in its order of float32 operations (along the width,
     then along the height), so the masks equal ``yolact.to_image``'s (OpenCV's warpAffine, tried first,
-    flipped 0.08% of the pixels with its fixed-point coordinates). Along the width every pixel column of a
-    mask's region is computed, on the cell rows it taps. Along the height, a pixel taps cell rows a and a + 1
-    (a = its low tap): where both are above 0.5 + SURE_MARGIN in its column (both below 0.5 - SURE_MARGIN) it
-    is True (False) whatever the float32 rounding, and it is copied from that; only the pixels with taps on
-    both sides, at the masks' edges, are computed, for all masks at once. The crops are views of one
-    buffer."""
+    flipped 0.08% of the pixels with its fixed-point coordinates). Consecutive masks are pasted in groups of
+    about GROUP_PIXELS crop pixels, each group in buffers of its own that live until its crops are packed."""
     reached, regions = mask_regions(cells, rows, cols)
-    along_width = np.empty(regions.band_start[-1], dtype=np.float32)
-    one_sided = np.empty(regions.band_start[-1], dtype=bool)
-    pixels = np.empty(regions.crop_start[-1], dtype=bool)
-    crops = [EMPTY_CROP] * len(cells)
-    for n, y0, y1, x0, x1, band_first, band_rows, band_start, crop_start in zip(reached.tolist(), *(field.tolist() for field in regions)):
-        band = cells[n, band_first : band_first + band_rows]
-        plane = along_width[band_start : band_start + band_rows * (x1 - x0)].reshape(band_rows, x1 - x0)
-        np.multiply(band[:, cols.low[x0:x1]], cols.low_weight[x0:x1], out=plane)
-        high = band[:, cols.high[x0:x1]]
-        high *= cols.high_weight[x0:x1]
-        plane += high
-        above = plane > np.float32(MASK_THRESHOLD + SURE_MARGIN)
-        below = plane < np.float32(MASK_THRESHOLD - SURE_MARGIN)
-        # Cell row a with a + 1 (the last cell row of the prototypes is its own upper tap).
-        above[:-1] &= above[1:]
-        below[:-1] &= below[1:]
-        np.logical_or(above, below, out=one_sided[band_start : band_start + above.size].reshape(above.shape))
-        crop = pixels[crop_start : crop_start + (y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
-        np.take(above, rows.low[y0:y1] - band_first, axis=0, out=crop)
-        crops[n] = crop
-    compute_two_sided_pixels(along_width, one_sided, pixels, regions, rows)
+    crops = [EMPTY_PACKED] * len(cells)
+    group = regions.crop_start[:-1] // GROUP_PIXELS
+    bounds = np.append(np.flatnonzero(np.diff(group, prepend=-1)), len(reached)).tolist()
+    for start, stop in zip(bounds, bounds[1:]):
+        part_crops = upsample_group(cells, reached[start:stop], regions.part(slice(start, stop)), rows, cols)
+        packed, _ = pack_crops(part_crops, np.zeros((len(part_crops), 2), dtype=np.int64))
+        for n, rows_packed in zip(reached[start:stop].tolist(), packed):
+            crops[n] = rows_packed
     offsets = np.zeros((len(cells), 2), dtype=np.int64)
     offsets[reached] = np.stack((regions.x0, regions.y0), axis=1)
-    return crops, offsets
+    sizes = np.zeros((len(cells), 2), dtype=np.int64)
+    sizes[reached] = np.stack((regions.widths, regions.y1 - regions.y0), axis=1)
+    return crops, np.concatenate((offsets, offsets + sizes), axis=1)
+
+
+def upsample_group(cells: np.ndarray, masks: np.ndarray, regions: MaskRegions, rows: AxisTaps, cols: AxisTaps) -> list[np.ndarray]:
+    """Bool crops of ``cells[masks]`` over ``regions`` (views of one buffer).
+
+    Along the width every pixel column of a mask's region is computed, on the cell rows it taps (each
+    column's cell rows side by side in ``along_width``). Along the height, a pixel taps cell rows a and
+    a + 1 (a = its low tap): where both are above 0.5 + SURE_MARGIN in its column (both below
+    0.5 - SURE_MARGIN) it is True (False) whatever the float32 rounding, and it is copied from that; only the
+    pixels with taps on both sides, at the masks' edges, are computed, for all the group's masks at once."""
+    along_width = np.empty(regions.band_start[-1], dtype=np.float32)
+    for n, x0, x1, band_first, band_rows, band_start in zip(
+        masks.tolist(), *(values.tolist() for values in (regions.x0, regions.x1, regions.band_first, regions.band_rows, regions.band_start))
+    ):
+        columns = np.ascontiguousarray(cells[n, band_first : band_first + band_rows].T)  # [Wp, band rows]
+        plane = along_width[band_start : band_start + band_rows * (x1 - x0)].reshape(x1 - x0, band_rows)
+        np.multiply(columns[cols.low[x0:x1]], cols.low_weight[x0:x1, None], out=plane)
+        high = columns[cols.high[x0:x1]]
+        high *= cols.high_weight[x0:x1, None]
+        plane += high
+    above = along_width > np.float32(MASK_THRESHOLD + SURE_MARGIN)
+    below = along_width < np.float32(MASK_THRESHOLD - SURE_MARGIN)
+    # Cell row a with a + 1; a column's last cell row is its own upper tap (the prototypes' last row).
+    last = column_ends(regions)
+    above_last, below_last = above[last], below[last]
+    above[:-1] &= above[1:]
+    below[:-1] &= below[1:]
+    above[last], below[last] = above_last, below_last
+    pixels = np.empty(regions.crop_start[-1], dtype=bool)
+    crops = []
+    for y0, y1, x0, x1, band_first, band_rows, band_start, crop_start in zip(*(values.tolist() for values in regions)):
+        crop = pixels[crop_start : crop_start + (y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
+        certain = above[band_start : band_start + band_rows * (x1 - x0)].reshape(x1 - x0, band_rows)
+        np.take(certain.T, rows.low[y0:y1] - band_first, axis=0, out=crop)
+        crops.append(crop)
+    compute_two_sided_pixels(along_width, above | below, pixels, regions, rows)
+    return crops
+
+
+def column_ends(regions: MaskRegions) -> np.ndarray:
+    """Where in the flat cell-row planes each pixel column's last cell row lies."""
+    widths = regions.widths
+    mask = np.repeat(np.arange(len(widths)), widths)
+    column = np.arange(len(mask)) - np.repeat(np.cumsum(widths) - widths, widths)
+    return regions.band_start[mask] + (column + 1) * regions.band_rows[mask] - 1
 
 
 def compute_two_sided_pixels(along_width: np.ndarray, one_sided: np.ndarray, pixels: np.ndarray, regions: MaskRegions,
@@ -406,8 +446,8 @@ def compute_two_sided_pixels(along_width: np.ndarray, one_sided: np.ndarray, pix
     if not len(position):
         return
     mask = np.searchsorted(regions.band_start, position, side="right") - 1
-    widths = regions.widths[mask]
-    cell_row, column = np.divmod(position - regions.band_start[mask], widths)
+    band_rows = regions.band_rows[mask]
+    column, cell_row = np.divmod(position - regions.band_start[mask], band_rows)
     cell_row += regions.band_first[mask]
     # The mask's pixel rows whose low tap is that cell row.
     first = np.maximum(rows.first_pixel[cell_row], regions.y0[mask])
@@ -415,10 +455,11 @@ def compute_two_sided_pixels(along_width: np.ndarray, one_sided: np.ndarray, pix
     steps = max(int(count.max()), 1)
     pair, step = np.divmod(np.flatnonzero(np.arange(steps) < count[:, None]), steps)
     row = first[pair] + step
-    mask, column, widths = mask[pair], column[pair], widths[pair]
-    origin = regions.band_start[mask] + column - regions.band_first[mask] * widths
-    value = along_width[origin + rows.low[row] * widths] * rows.low_weight[row]
-    value += along_width[origin + rows.high[row] * widths] * rows.high_weight[row]
+    mask, column, band_rows = mask[pair], column[pair], band_rows[pair]
+    origin = regions.band_start[mask] + column * band_rows - regions.band_first[mask]
+    value = along_width[origin + rows.low[row]] * rows.low_weight[row]
+    value += along_width[origin + rows.high[row]] * rows.high_weight[row]
+    widths = regions.widths[mask]
     pixels[regions.crop_start[mask] + (row - regions.y0[mask]) * widths + column] = value > MASK_THRESHOLD
 
 
@@ -449,7 +490,7 @@ def paste_detections(
     cols = axis_taps(prototypes.shape[-1], width)
     # The graph ranks its detections, so the kept ones are usually the first ones: no copy of their cells.
     cells = prototypes[: len(keep)] if np.array_equal(keep, np.arange(len(keep))) else prototypes[keep]
-    packed, regions = pack_crops(*paste_masks(cells, rows, cols))
+    packed, regions = paste_masks(cells, rows, cols)
     return Detections(
         boxes=pixel_boxes(raw.boxes[index, keep], height, width),
         scores=raw.scores[index, keep].astype(np.float32),

@@ -38,6 +38,11 @@ def test_fps_times_every_stage_of_each_variant(tmp_path):
         assert row["iters"] == 2 and row["rounds"] == 2  # one timed run in each of two rounds
         assert row["ms"]["total"]["median"] > 0 and row["images_per_s"] > 0 and row["peak_rss_mib"] > 0
         assert {"decode_upload", "graph", "paste", "total"} <= set(row["ms"])
+        # The bytes of one image's masks: PyTorch keeps dense planes, the runtime its compact crops.
+        dense = row["mask_mib_per_image"]["dense"]
+        assert dense == round(100 * 90 * 120 / 2**20, 3)
+        kept = row["mask_mib_per_image"]["kept"]
+        assert kept == dense if row["backend"] == "pytorch" else 0 < kept < dense / 10
     ort_row = report["results"][2]
     # The in-graph post-processing is timed alone (a real, positive time); the rest of the graph is the network.
     assert 0 < ort_row["in_graph_postprocess_ms"] < ort_row["ms"]["graph"]["median"] * 2
@@ -124,6 +129,12 @@ def test_fps_rejects_a_bad_image_size(tmp_path):
     result = run("-m", "benchmarks.fps", "--image-size", "big", "--out-dir", str(tmp_path), timeout=120)
     assert result.returncode == 2
     assert "--image-size 'big'" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_masks_benchmark_rejects_a_baseline_git_cannot_show(tmp_path):
+    result = run("-m", "benchmarks.masks", "--baseline-commit", "no-such-commit", "--out-dir", str(tmp_path), timeout=120)
+    assert result.returncode == 2 and "--baseline-commit no-such-commit: git cannot show" in result.stderr.strip().splitlines()[-1]
     assert not list(tmp_path.iterdir())
 
 

@@ -12,6 +12,7 @@ import torch
 
 from authors_fixture import assert_close, load_fixture, match_detections, recipe_state_dict
 from export.__main__ import main
+from mask_equality import assert_exact_masks
 from export.onnx_export import OUTPUT_NAMES, read_metadata
 from export.trt_check import check_model
 from yolact import BatchResult, to_image
@@ -97,7 +98,7 @@ def test_final_masks_and_mask_scores_match_the_authors(exported):
 def test_runtime_on_the_yolact_plus_graph_gives_the_final_image_step(exported):
     """The torch-free runtime (onnxruntime, its numpy/OpenCV paste) on the YOLACT++ graph: the detections,
     mask scores and masks of ``yolact.to_image`` on the same graph outputs."""
-    from runtime import Segmenter
+    from runtime import RawOutputs, Segmenter, paste_detections
 
     fixture, path, out = exported
     height, width = fixture.meta["image_hw"]
@@ -109,6 +110,9 @@ def test_runtime_on_the_yolact_plus_graph_gives_the_final_image_step(exported):
     assert_close(dets.mask_scores, reference.mask_scores[keep], 1e-6, "mask scores")
     assert_close(dets.boxes, reference.boxes[keep], 1, "boxes (pixels)")
     assert (dets.masks == reference.masks[keep]).mean() >= 0.999
+    # The paste alone, on the same outputs as the reference: the compact masks are its masks exactly.
+    pasted = paste_detections(RawOutputs(**{name: out[name] for name in RawOutputs._fields}), 0, height, width)
+    assert_exact_masks(pasted, reference.masks[keep])
 
 
 @pytest.mark.parametrize("name", ["yolact_plus_resnet50", "yolact_resnet50"])

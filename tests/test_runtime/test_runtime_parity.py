@@ -18,6 +18,8 @@ from runtime import Detections, ImageError, ModelError, RawOutputs, Segmenter, p
 from yolact import BatchResult, ImageDetections, predict, to_image
 from yolact.predict import detections_json
 
+from mask_equality import assert_exact_masks
+
 # Sizes beside the generated scenes: smaller than the 32x32 prototypes (the upsampling becomes a
 # downsampling that can step over a mask's support), a thin strip, the network size, larger than it.
 ODD_SIZES = [(20, 30), (7, 300), (128, 128), (700, 500)]
@@ -45,7 +47,8 @@ def onnxruntime_segmenter(onnx_model) -> Segmenter:
 
 
 def test_paste_gives_the_numbers_of_to_image(onnxruntime_segmenter, images):
-    """Same graph outputs, two final-image steps: the region-limited numpy paste and PyTorch's."""
+    """Same graph outputs, two final-image steps: the region-limited numpy paste and PyTorch's, mask pixels
+    and COCO RLE exactly."""
     rng = np.random.default_rng(3)
     inputs = images + [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for size in ODD_SIZES]
     pasted = 0
@@ -55,6 +58,7 @@ def test_paste_gives_the_numbers_of_to_image(onnxruntime_segmenter, images):
         reference = to_image(torch_result(raw), 0, height, width).above(0.5)
         found = paste_detections(raw, 0, height, width, 0.5, onnxruntime_segmenter.class_names)
         assert_same_detections(found, reference, score_atol=0)
+        assert_exact_masks(found, reference.masks)
         assert found.class_names == [onnxruntime_segmenter.class_names[c] for c in reference.classes]
         pasted += len(found)
     assert pasted > 300  # the threshold keeps many detections, and drops some
