@@ -43,16 +43,16 @@ class TrackerSettings:
     """
 
     feed_threshold: float = 0.1
-    activation_threshold: float = 0.25
-    lost_track_buffer: int = 30
+    activation_threshold: float = 0.3
+    lost_track_buffer: int = 60
     matching_threshold: float = 0.8
     mask_boxes: bool = False
     duplicate_iou: float | None = 0.6
 
 
-# Chosen by python -m benchmarks.tracking on the default trained model: the best mean IDF1 over its two
-# videos. ByteTrack's own defaults, fed from 0.1 without mask twins; a longer memory, a stricter start and the
-# masks' boxes measured worse (a mask's extent jitters more from frame to frame than the predicted box).
+# Chosen by python -m benchmarks.tracking on the default trained model (weights.pth): the best mean IDF1
+# over its two videos. Fed from 0.1 without mask twins, a 60-frame memory, a track starts at 0.4; the masks'
+# boxes measured worse (a mask's extent jitters more from frame to frame than the predicted box).
 DEFAULT_SETTINGS = TrackerSettings()
 
 
