@@ -1,40 +1,50 @@
 """Runs an exported model (``.onnx``, OpenVINO ``.xml`` or TensorRT ``.engine``) on images, folders of images
-(recursive) and video files, without torch. Writes per image ``<name>.png`` (the detections drawn over it)
-and ``<name>.json``; per video ``<name>.mp4`` (drawn over every frame) and ``<name>.json`` (one record per
-frame); and every detection in COCO results format, one file per task: ``coco_bbox_results.json`` (boxes,
-box scores) and ``coco_segm_results.json`` (masks, mask scores).
+(recursive), video files, image sequences (``frames/%06d.png``), cameras (``0``, ``/dev/video0``) and network
+streams (``rtsp://``, ``http://``), without torch. Writes per image ``<name>.png`` (the detections drawn over
+it) and ``<name>.json``; per video ``<name>.mp4`` (drawn over every frame), ``<name>.jsonl`` (one line per
+frame) and ``<name>.mot.txt`` (MOTChallenge rows), with identities under ``--track bytetrack``; and every
+detection in COCO results format, one file per task: ``coco_bbox_results.json`` (boxes, box scores) and
+``coco_segm_results.json`` (masks, mask scores).
 
-``python -m runtime --model M INPUT... --out DIR``. Exit status: 0; 1 when some input could not be read
-(reported and skipped); 2 for a bad model, option or argument.
+``python -m runtime --model M INPUT... --out DIR``. Exit status: 0; 1 when some input could not be read or a
+stream stopped (reported; the outputs so far are complete files); 2 for a bad model, option or argument; 130
+when interrupted (Ctrl-C, SIGTERM; the outputs so far are complete files).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from command_line import UsageError, entry_parser, entry_point
-from contract.files import replaced_on_success, write_bytes
+from contract.files import write_bytes
 
 from .detections import COCO_TASKS, Detections
 from .errors import ImageError, SegmenterError
 from .images import read_image
+from .outputs import JsonArrayFile, VideoOutputs
 from .overlay import draw_overlay
 from .segmenter import Segmenter
+from .sources import SourceEnded, is_stream_argument, is_video_file, open_source
+from .tracking import TRACKERS, make_tracker
+from .video import segment_source
 
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv"}
 PROG = "python -m runtime"
 COCO_RESULTS = {task: f"coco_{task}_results.json" for task in COCO_TASKS}
-FALLBACK_FPS = 25.0  # for a video whose container does not state its frame rate
+INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -47,12 +57,10 @@ class InputFile:
 
     @property
     def is_video(self) -> bool:
-        return self.path.suffix.lower() in VIDEO_SUFFIXES
+        return is_video_file(self.path)
 
-    def coco_image_id(self, frame: int | None = None) -> int | str:
-        """The name (an int when it is all digits, as COCO's file names are), ``name#frame`` for a frame."""
-        if frame is not None:
-            return f"{self.name}#{frame}"
+    def coco_image_id(self) -> int | str:
+        """The name (an int when it is all digits, as COCO's file names are)."""
         return int(self.name) if self.name.isdigit() else self.name
 
 
@@ -91,27 +99,38 @@ def write_png(path: Path, image: np.ndarray) -> None:
     write_bytes(path, png.tobytes())
 
 
-def frame_count(file: InputFile) -> int:
-    capture = cv2.VideoCapture(str(file.path))
+def frame_count(location: str) -> int | None:
+    """A video file's stated frame count (for the progress bar's ETA); None for a live source."""
+    capture = cv2.VideoCapture(location)
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     capture.release()
-    return max(count, 0)
+    return count if count > 0 else None
+
+
+@dataclass(frozen=True)
+class StreamInput:
+    """A video input: a file (found in the arguments or their folders) or a camera, stream URL or image
+    sequence pattern given as an argument; ``name`` is its outputs' stem (None: the source's own)."""
+
+    location: str
+    name: str | None
 
 
 class Run:
     """One CLI run: the segmenter, the output folder, the progress bar, the COCO results and failures."""
 
-    def __init__(self, segmenter: Segmenter, out_dir: Path, bar: tqdm):
+    def __init__(self, segmenter: Segmenter, out_dir: Path, bar: tqdm, args: argparse.Namespace):
         self.segmenter = segmenter
         self.out_dir = out_dir
         self.bar = bar
-        self.coco_results: dict[str, list[dict[str, Any]]] = {task: [] for task in COCO_TASKS}
+        self.args = args
+        self.coco_results = {task: JsonArrayFile(out_dir / COCO_RESULTS[task]) for task in COCO_TASKS}
         self.failures = 0
         self.segmented = 0
 
-    def skip(self, error: ImageError) -> None:
+    def skip(self, error: ImageError, stopped: bool = False) -> None:
         self.failures += 1
-        self.bar.write(f"skipped: {error}", file=sys.stderr)
+        self.bar.write(f"{'stopped' if stopped else 'skipped'}: {error}", file=sys.stderr)
 
     def readable_images(self, files: list[InputFile]) -> Iterator[tuple[InputFile, np.ndarray]]:
         """(file, image) for each file OpenCV can read; the others are reported and skipped. Consumed by
@@ -129,30 +148,19 @@ class Run:
             write_json(self.out_dir / f"{file.name}.json", detections.to_json(str(file.path)))
             self.record(detections, file.coco_image_id())
 
-    def video(self, file: InputFile) -> None:
-        capture = cv2.VideoCapture(str(file.path))
-        try:
-            if not capture.isOpened():
-                raise ImageError(f"{file.path}: not a video OpenCV can read")
-            fps = capture.get(cv2.CAP_PROP_FPS) or FALLBACK_FPS
-            frames = []
-            with replaced_on_success(self.out_dir / f"{file.name}.mp4") as temporary:
-                writer = None
-                # One video's frames share a size, so the segmenter returns them in order.
-                for index, frame, detections in self.segmenter.stream(enumerate(iter_frames(capture))):
-                    if writer is None:
-                        writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
-                        if not writer.isOpened():
-                            raise OSError(f"OpenCV cannot write an mp4v video to {temporary.parent}")
-                    writer.write(draw_overlay(frame, detections))
-                    frames.append(detections.to_json(f"{file.path}#{index}"))
-                    self.record(detections, file.coco_image_id(index))
-                if writer is None:
-                    raise ImageError(f"{file.path}: no frame OpenCV can decode")
-                writer.release()
-            write_json(self.out_dir / f"{file.name}.json", {"video": str(file.path), "fps": fps, "frames": frames})
-        finally:
-            capture.release()
+    def video(self, video: StreamInput) -> None:
+        """A video source into <name>.mp4, .jsonl and .mot.txt; its frames' detections into the COCO results."""
+        with open_source(video.location, video.name) as source:
+            tracker = make_tracker(self.args.track, frame_rate=source.fps)
+            outputs = VideoOutputs(self.out_dir, source.name, source.fps)
+            try:
+                segment_source(
+                    self.segmenter, source, outputs, tracker, self.args.drop_late,
+                    lambda index, detections: self.record(detections, f"{source.name}#{index}"),
+                )
+            finally:
+                if source.dropped:
+                    self.bar.write(f"{source.location}: dropped {source.dropped} late frames (--drop-late)", file=sys.stderr)
 
     def record(self, detections: Detections, image_id: int | str) -> None:
         for task, results in self.coco_results.items():
@@ -161,17 +169,10 @@ class Run:
         self.bar.update(1)
 
 
-def iter_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return
-        yield frame
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = entry_parser(PROG, __doc__)
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image or video files, or folders of them")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders of them, image "
+                        "sequence patterns (frames/%%06d.png), cameras (0, /dev/video0) or stream URLs (rtsp://, http://)")
     parser.add_argument("--model", required=True, help="exported .onnx, OpenVINO .xml (with its .bin), TensorRT "
                         ".engine with its .engine.json, or a served model: grpc://HOST:8001/NAME, http://HOST:8000/NAME")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -179,31 +180,67 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", help="cpu, cuda[:N], gpu[.N] (OpenVINO) or auto; default: the backend's own")
     parser.add_argument("--precision", help="fp32, fp16 or bf16; default fp32 (a TensorRT engine: its own)")
     parser.add_argument("--batch-size", type=int, help="images per run (default 8, at most the model's limit)")
-    parser.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring above (default 0.3)")
+    parser.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring above (default "
+                        "0.3); with --track the tracker also sees lower ones, to keep tracks through occlusions")
+    parser.add_argument("--track", choices=TRACKERS, help="give video detections identities over time")
+    parser.add_argument("--drop-late", action="store_true", help="a camera or live stream: drop the frames that "
+                        "arrive while the model is busy (counted) instead of falling behind")
     parser.add_argument("--threads", type=int, help="intra-op threads (onnxruntime, openvino)")
     return parser.parse_args(argv)
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the run like Ctrl-C does, so the outputs so far are finalised (main thread only: Python
+    delivers signals there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def split_inputs(arguments: Sequence[str], out_dir: Path) -> tuple[list[InputFile], list[StreamInput]]:
+    """Images (files and folders' files) and videos (video files, cameras, streams, sequences), in order."""
+    streams = [argument for argument in arguments if is_stream_argument(argument)]
+    files = collect_inputs([Path(argument) for argument in arguments if argument not in streams], out_dir)
+    videos = [StreamInput(str(file.path), file.name) for file in files if file.is_video]
+    return [file for file in files if not file.is_video], videos + [StreamInput(argument, None) for argument in streams]
 
 
 @entry_point(PROG, bad_input=(SegmenterError,))
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    files = collect_inputs(args.inputs, args.out)
+    images, videos = split_inputs(args.inputs, args.out)
     segmenter = Segmenter(args.model, args.backend, args.device, args.precision, args.score_threshold, args.threads, args.batch_size)
-    images = [file for file in files if not file.is_video]
-    videos = [file for file in files if file.is_video]
-    total = len(images) + sum(frame_count(file) for file in videos)
+    counts = [frame_count(video.location) if not is_stream_argument(video.location) else None for video in videos]
+    total = None if None in counts else len(images) + sum(counts)
     start = time.perf_counter()
-    with segmenter, tqdm(total=total, unit="img", desc="segmenting") as bar:
-        run = Run(segmenter, args.out, bar)
+    with segmenter, terminated_as_interrupt(), tqdm(total=total, unit="frame", desc="segmenting", dynamic_ncols=True) as bar:
+        run = None
         try:
-            run.images(images)
-            for file in videos:
-                try:
-                    run.video(file)
-                except ImageError as error:
-                    run.skip(error)
-            for task, results in run.coco_results.items():
-                write_json(args.out / COCO_RESULTS[task], results)
+            run = Run(segmenter, args.out, bar, args)
+            try:
+                run.images(images)
+                for video in videos:
+                    try:
+                        run.video(video)
+                    except ImageError as error:  # SourceEnded included: the outputs so far are complete
+                        run.skip(error, stopped=isinstance(error, SourceEnded))
+            finally:
+                for results in run.coco_results.values():
+                    results.close()
+        except KeyboardInterrupt:
+            done = run.segmented if run else 0
+            bar.write(f"interrupted after {done} frames; the outputs so far in {args.out} are complete", file=sys.stderr)
+            return INTERRUPTED
         except OSError as error:
             raise UsageError(f"--out {args.out}: {error.strerror or error}") from None
     elapsed = time.perf_counter() - start
@@ -212,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"backend {segmenter.backend_name} on {segmenter.executed_on} ({segmenter.precision}); outputs in {args.out}"
     )
     if run.failures:
-        print(f"{run.failures} input(s) could not be read (see above)", file=sys.stderr)
+        print(f"{run.failures} input(s) could not be read or stopped early (see above)", file=sys.stderr)
     return 1 if run.failures else 0
 
 

@@ -146,21 +146,25 @@ class Segmenter:
             results[index] = detections
         return results
 
-    def stream(self, tagged_images: Iterable[tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, np.ndarray, Detections]]:
+    def stream(
+        self, tagged_images: Iterable[tuple[Any, np.ndarray]], score_threshold: float | None = None
+    ) -> Iterator[tuple[Any, np.ndarray, Detections]]:
         """(tag, image, detections) for each (tag, image), as batches finish: images of one size go
         through the graph together and come out in their input order; sizes may interleave. The input
-        iterable is consumed in a reader thread, one batch ahead of inference, so decoding overlaps it."""
+        iterable is consumed in a reader thread, one batch ahead of inference, so decoding overlaps it.
+        score_threshold: for this stream instead of the segmenter's own."""
+        threshold = self.score_threshold if score_threshold is None else score_threshold
         waiting: dict[tuple[int, ...], list[Pending]] = {}
         for chunk in self._read_ahead(tagged_images):
             for pending in chunk:
                 shape = pending.network_input.shape
                 waiting.setdefault(shape, []).append(pending)
                 if len(waiting[shape]) == self.batch_size:
-                    yield from self._segment(waiting.pop(shape))
+                    yield from self._segment(waiting.pop(shape), threshold)
             while sum(map(len, waiting.values())) >= WAITING_BATCHES * self.batch_size:
-                yield from self._segment(waiting.pop(max(waiting, key=lambda shape: len(waiting[shape]))))
+                yield from self._segment(waiting.pop(max(waiting, key=lambda shape: len(waiting[shape]))), threshold)
         for group in waiting.values():
-            yield from self._segment(group)
+            yield from self._segment(group, threshold)
 
     def _read_ahead(self, tagged_images: Iterable[tuple[Any, np.ndarray]]) -> Iterator[list[Pending]]:
         """Chunks of up to batch_size images, the next one prepared in a thread."""
@@ -183,11 +187,19 @@ class Segmenter:
         # bit-identical with, the float resize that a graph of dynamic size does inside.
         return cv2.resize(image, self.input_size[::-1], interpolation=cv2.INTER_LINEAR)
 
-    def _segment(self, group: list[Pending]) -> Iterator[tuple[Any, np.ndarray, Detections]]:
+    def track(self, frames: Iterable[np.ndarray], tracker: Any = "bytetrack", frame_rate: float = 30.0) -> Iterator[tuple[np.ndarray, Detections]]:
+        """(frame, detections with ``track_ids``) for each frame of one video, in order. ``tracker``: a
+        name (``bytetrack``) or a ``runtime.tracking.ByteTracker``; fed the detections scoring above its
+        ``feed_threshold``. Frames may change size on the way."""
+        from .video import track_frames
+
+        yield from track_frames(self, frames, tracker, frame_rate)
+
+    def _segment(self, group: list[Pending], threshold: float) -> Iterator[tuple[Any, np.ndarray, Detections]]:
         raw = self.infer(np.stack([pending.network_input for pending in group]))
         for index, pending in enumerate(group):
             height, width = pending.image.shape[:2]
-            yield pending.tag, pending.image, paste_detections(raw, index, height, width, self.score_threshold, self.class_names)
+            yield pending.tag, pending.image, paste_detections(raw, index, height, width, threshold, self.class_names)
 
     def close(self) -> None:
         """Release the backend's memory outside Python (TensorRT's device and pinned buffers)."""

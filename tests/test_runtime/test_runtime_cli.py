@@ -37,7 +37,7 @@ def test_folders_are_searched_and_unreadable_files_skipped(onnx_model, images, t
     captured = capsys.readouterr()
     assert status == 1
     assert f"skipped: {photos / 'notes.txt'}: not an image OpenCV can read" in captured.err
-    assert f"skipped: {photos / 'broken.mp4'}: not a video OpenCV can read" in captured.err
+    assert f"skipped: {photos / 'broken.mp4'}: not a video OpenCV or PyAV can read" in captured.err
     assert ".hidden" not in captured.err
     assert CLOSING_LINE.fullmatch(captured.out.strip().splitlines()[-1]).group(1) == "3"
     assert output_files(out) == sorted(
@@ -70,17 +70,16 @@ def test_video_round_trip(onnx_model, images, tmp_path, capsys):
 
     assert status == 0
     assert CLOSING_LINE.fullmatch(capsys.readouterr().out.strip().splitlines()[-1]).group(1) == "12"
-    assert output_files(out) == sorted(["clip.json", "clip.mp4", *COCO_RESULTS.values()])  # no temporary file left behind
+    assert output_files(out) == sorted(["clip.jsonl", "clip.mot.txt", "clip.mp4", *COCO_RESULTS.values()])  # no temporary file left behind
     capture = cv2.VideoCapture(str(out / "clip.mp4"))
     frames = []
     while (frame := capture.read()[1]) is not None:
         frames.append(frame)
     capture.release()
     assert len(frames) == 12 and all(frame.shape == (120, 160, 3) for frame in frames)
-    record = json.loads((out / "clip.json").read_text())
-    assert record["video"] == str(clip) and record["fps"] == 10.0
-    assert [frame["image"] for frame in record["frames"]] == [f"{clip}#{i}" for i in range(12)]
-    assert all(frame["height"] == 120 and frame["width"] == 160 and frame["detections"] for frame in record["frames"])
+    records = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+    assert [(frame["frame"], frame["time_s"]) for frame in records] == [(i, i / 10.0) for i in range(12)]
+    assert all(frame["height"] == 120 and frame["width"] == 160 and frame["detections"] for frame in records)
     # The overlay is the input with detections drawn: frames decoded from the input differ from it.
     source = cv2.VideoCapture(str(clip))
     first = source.read()[1]

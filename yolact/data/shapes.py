@@ -223,18 +223,29 @@ def _shape_mask(
 
 def _polygon(rng: np.random.Generator, name: str, cx: float, cy: float, radius: float) -> np.ndarray:
     """Vertices [V, 2] int32 of a rotated square, triangle or five-pointed star."""
-    rotation = rng.uniform(0, 2 * np.pi)
+    angles, radii = polygon_outline(rng, name, rotation=rng.uniform(0, 2 * np.pi))
+    return polygon_points(angles, radius * radii, cx, cy)
+
+
+def polygon_outline(rng: np.random.Generator, name: str, rotation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A square's, triangle's or five-pointed star's vertices in polar form: angles [V] (radians, turned by
+    ``rotation``) and radii [V] as fractions of the circumradius; triangles and stars drawn irregular."""
     if name == "square":
         angles = rotation + np.arange(4) * np.pi / 2
-        radii = np.full(4, radius)
+        radii = np.ones(4)
     elif name == "triangle":
         angles = rotation + np.arange(3) * 2 * np.pi / 3 + rng.uniform(-0.15, 0.15, size=3)
-        radii = radius * rng.uniform(0.9, 1.0, size=3)
+        radii = rng.uniform(0.9, 1.0, size=3)
     elif name == "star":
         angles = rotation + np.arange(10) * np.pi / 5
-        radii = np.where(np.arange(10) % 2 == 0, radius, radius * rng.uniform(0.38, 0.55))
+        radii = np.where(np.arange(10) % 2 == 0, 1.0, rng.uniform(0.38, 0.55))
     else:
         raise ValueError(f"no polygon for shape {name!r}")
+    return angles, radii
+
+
+def polygon_points(angles: np.ndarray, radii: np.ndarray, cx: float, cy: float) -> np.ndarray:
+    """Vertices [V, 2] int32 (rounded pixels) of a polygon given in polar form around (cx, cy)."""
     points = np.stack((cx + radii * np.cos(angles), cy + radii * np.sin(angles)), axis=1)
     return np.round(points).astype(np.int32)
 

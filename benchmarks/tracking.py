@@ -1,0 +1,333 @@
+"""``python -m benchmarks.tracking --model M``: tracking quality on embedded videos with ground truth.
+
+Two videos of the shapes dataset's look in motion (``yolact.data.shape_video``): a moderate one and one with
+heavy occlusion. Each is encoded to MP4 and decoded again, segmented once (at the lowest score any setting
+feeds its tracker), then tracked by every tracker setting in ``SETTINGS`` and by the plain glue: the
+runtime at its default score threshold, ``Detections.to_supervision()`` and ``sv.ByteTrack()`` with its
+defaults, what a user could write by hand.
+
+Scores come from TrackEval 1.0.0's metric classes (HOTA, CLEAR, Identity) fed per-frame similarities:
+box IoU against the visible-mask boxes of the ground truth (the MOTChallenge way) and, beside it, mask IoU
+(the MOTS way). Mask stability is the mean IoU between a track's masks on consecutive frames, with the
+ground truth's own beside it. Writes ``benchmarks/results/tracking_<machine>_<time>.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pycocotools.mask as mask_utils
+from tqdm import tqdm
+
+from command_line import entry_parser, entry_point, positive_int
+from runtime import Detections, Segmenter, SegmenterError
+from runtime.sources import open_source
+from runtime.tracking import DEFAULT_SETTINGS, NO_TRACK, ByteTracker, TrackerSettings
+from runtime.video import in_order
+from yolact.data.shape_video import (
+    SCENARIOS,
+    VideoFrame,
+    VideoScenario,
+    render_video,
+    write_video,
+)
+
+from .machine import cpu_description, machine_details, machine_tag
+
+RESULTS = Path(__file__).parent / "results"
+PROG = "python -m benchmarks.tracking"
+GLUE = "plain glue"
+GLUE_THRESHOLD = 0.3  # the runtime's default
+# ByteTrack's defaults changed one principled step at a time: feed it the low scores its second association
+# needs, leave mask twins out, remember lost tracks longer (occlusions), start tracks stricter, follow the
+# masks' tight boxes.
+SETTINGS = {
+    "low scores fed": TrackerSettings(0.1, 0.25, 30, mask_boxes=False, duplicate_iou=None),
+    "+ mask twins out": TrackerSettings(0.1, 0.25, 30, mask_boxes=False, duplicate_iou=0.6),
+    "+ buffer 60": TrackerSettings(0.1, 0.25, 60, mask_boxes=False, duplicate_iou=0.6),
+    "+ start 0.4": TrackerSettings(0.1, 0.3, 60, mask_boxes=False, duplicate_iou=0.6),
+    "+ mask boxes": TrackerSettings(0.1, 0.3, 60, mask_boxes=True, duplicate_iou=0.6),
+}
+if DEFAULT_SETTINGS not in SETTINGS.values():
+    SETTINGS["runtime default"] = DEFAULT_SETTINGS
+VIDEOS = {"moderate": 0, "occluded": 1}  # scenario name: seed
+FPS = 30.0
+
+
+class Truth:
+    """Ground truth of one frame, compact: identities, visible boxes [n, 4] xyxy and masks as RLE."""
+
+    def __init__(self, frame: VideoFrame):
+        self.ids = frame.identities
+        self.boxes = frame.boxes
+        self.rles = mask_utils.encode(np.asfortranarray(frame.masks.transpose(1, 2, 0).astype(np.uint8))) if len(frame.masks) else []
+        self.occluded = frame.visible_fraction < 0.5
+
+
+class Tracked:
+    """One tracker's answer for one frame: ids [m], boxes [m, 4] xyxy and masks as RLE."""
+
+    def __init__(self, ids: np.ndarray, boxes: np.ndarray, rles: list[dict]):
+        self.ids, self.boxes, self.rles = np.asarray(ids, np.int64), np.asarray(boxes, np.float64).reshape(-1, 4), rles
+
+
+def make_video(scenario: VideoScenario, seed: int, folder: Path) -> tuple[Path, list[Truth]]:
+    """The scenario encoded as MP4 in ``folder`` and its per-frame ground truth."""
+    truths: list[Truth] = []
+
+    def images() -> Iterator[np.ndarray]:
+        for frame in render_video(scenario, seed):
+            truths.append(Truth(frame))
+            yield frame.image
+
+    path = folder / f"{scenario.name}.mp4"
+    write_video(str(path), images(), FPS)
+    return path, truths
+
+
+def segment_video(segmenter: Segmenter, path: Path, threshold: float, bar: tqdm) -> list[Detections]:
+    """Every decoded frame's detections scoring above ``threshold``, in order."""
+    with open_source(str(path)) as source:
+        tagged = ((frame.index, frame.image) for frame in source.frames(2 * segmenter.batch_size))
+        detections = []
+        for _, _, found in in_order(segmenter.stream(tagged, threshold)):
+            detections.append(found)
+            bar.update(1)
+        source.check_end()
+    return detections
+
+
+def track_ours(frames: list[Detections], settings: TrackerSettings, shown_above: float = GLUE_THRESHOLD) -> list[Tracked]:
+    """What ``python -m runtime --track`` writes to the MOT file: the detections scoring above the runtime's
+    threshold that are on a track (``shown_above``: another threshold, to see what the low ones add)."""
+    tracker = ByteTracker(settings, frame_rate=FPS)
+    answers = []
+    for detections in frames:
+        tracked = tracker.update(detections)
+        on_track = tracked[(tracked.track_ids != NO_TRACK) & (tracked.scores > shown_above)]
+        answers.append(Tracked(on_track.track_ids, on_track.boxes, on_track.rle()))
+    return answers
+
+
+def track_plain_glue(frames: list[Detections]) -> list[Tracked]:
+    """The runtime at its default threshold, to_supervision(), sv.ByteTrack() defaults. The row numbers ride
+    along in ``data`` only to find each answer's mask for the stability figure."""
+    import supervision as sv
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        tracker = sv.ByteTrack(frame_rate=FPS)
+    answers = []
+    for detections in frames:
+        kept = detections[detections.scores > GLUE_THRESHOLD]
+        given = kept.to_supervision()
+        given.data["row"] = np.arange(len(kept))
+        tracked = tracker.update_with_detections(given)
+        rows = np.asarray(tracked.data.get("row", []), dtype=np.int64)
+        rles = kept.rle()
+        answers.append(Tracked(tracked.tracker_id if tracked.tracker_id is not None else [], tracked.xyxy, [rles[r] for r in rows]))
+    return answers
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU [len(a), len(b)] of x1y1x2y2 boxes."""
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    return mask_utils.iou(_xywh(a), _xywh(b), np.zeros(len(b), dtype=np.uint8))
+
+
+def _xywh(boxes: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
+def mask_iou(a: list[dict], b: list[dict]) -> np.ndarray:
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    return np.asarray(mask_utils.iou(list(a), list(b), np.zeros(len(b), dtype=np.uint8)))
+
+
+def trackeval_data(truths: list[Truth], answers: list[Tracked], similarity: str) -> dict[str, Any]:
+    """The per-sequence dict TrackEval's metrics take: ids renumbered 0.. per side, similarity per frame."""
+    gt_index = {v: i for i, v in enumerate(sorted({int(v) for t in truths for v in t.ids}))}
+    tr_index = {v: i for i, v in enumerate(sorted({int(v) for a in answers for v in a.ids}))}
+    scores = []
+    for truth, answer in zip(truths, answers):
+        scores.append(box_iou(truth.boxes, answer.boxes) if similarity == "box" else mask_iou(truth.rles, answer.rles))
+    return {
+        "num_timesteps": len(truths),
+        "num_gt_ids": len(gt_index),
+        "num_tracker_ids": len(tr_index),
+        "num_gt_dets": sum(len(t.ids) for t in truths),
+        "num_tracker_dets": sum(len(a.ids) for a in answers),
+        "gt_ids": [np.array([gt_index[int(v)] for v in t.ids], dtype=int) for t in truths],
+        "tracker_ids": [np.array([tr_index[int(v)] for v in a.ids], dtype=int) for a in answers],
+        "similarity_scores": scores,
+    }
+
+
+def trackeval_scores(truths: list[Truth], answers: list[Tracked], similarity: str) -> dict[str, float]:
+    import trackeval
+
+    data = trackeval_data(truths, answers, similarity)
+    config = {"PRINT_CONFIG": False}
+    hota = trackeval.metrics.HOTA(config).eval_sequence(data)
+    clear = trackeval.metrics.CLEAR(config).eval_sequence(data)
+    identity = trackeval.metrics.Identity(config).eval_sequence(data)
+    return {
+        "HOTA": float(np.mean(hota["HOTA"])), "DetA": float(np.mean(hota["DetA"])), "AssA": float(np.mean(hota["AssA"])),
+        "MOTA": float(clear["MOTA"]), "IDF1": float(identity["IDF1"]), "IDSW": int(clear["IDSW"]),
+        "Frag": int(clear["Frag"]), "MT": int(clear["MT"]), "ML": int(clear["ML"]),
+    }
+
+
+def mask_stability(frames: list[tuple[np.ndarray, list[dict]]]) -> float:
+    """Mean IoU between one identity's masks on consecutive frames, over every identity and frame pair."""
+    ious = []
+    previous: dict[int, dict] = {}
+    for ids, rles in frames:
+        current = {int(i): rle for i, rle in zip(ids, rles)}
+        for identity, rle in current.items():
+            if identity in previous:
+                ious.append(float(mask_iou([previous[identity]], [rle])[0, 0]))
+        previous = current
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+def occlusion_share(truths: list[Truth]) -> float:
+    """The share of identities that are at some frame less than half visible (behind another shape)."""
+    occluded, seen = set(), set()
+    for truth in truths:
+        seen.update(int(v) for v in truth.ids)
+        occluded.update(int(v) for v, o in zip(truth.ids, truth.occluded) if o)
+    return len(occluded) / max(len(seen), 1)
+
+
+def evaluate(truths: list[Truth], answers: list[Tracked]) -> dict[str, Any]:
+    return {
+        "box": trackeval_scores(truths, answers, "box"),
+        "mask": trackeval_scores(truths, answers, "mask"),
+        "mask_stability": mask_stability([(a.ids, a.rles) for a in answers]),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    trackers = {GLUE: None, **SETTINGS}
+    report: dict[str, Any] = {"model": str(args.model), "frames": args.frames, "fps": FPS, "videos": {}, "settings": {
+        name: asdict(settings) for name, settings in SETTINGS.items()}, "default": default_name()}
+    lowest = min(settings.feed_threshold for settings in SETTINGS.values())
+    with Segmenter(args.model, threads=args.threads) as segmenter, tempfile.TemporaryDirectory() as folder:
+        report["backend"] = f"{segmenter.backend_name} on {segmenter.executed_on} ({segmenter.precision})"
+        with tqdm(total=args.frames * len(VIDEOS), unit="frame", desc="segmenting videos") as bar:
+            videos = {}
+            for name, seed in VIDEOS.items():
+                scenario = VideoScenario(**{**asdict(SCENARIOS[name]), "frames": args.frames})
+                path, truths = make_video(scenario, seed, Path(folder))
+                videos[name] = (scenario, seed, truths, segment_video(segmenter, path, lowest, bar))
+    for name, (scenario, seed, truths, frames) in videos.items():
+        entry = {"scenario": asdict(scenario), "seed": seed, "identities": len({int(v) for t in truths for v in t.ids}),
+                 "occluded_share": occlusion_share(truths),
+                 "ground_truth_mask_stability": mask_stability([(t.ids, t.rles) for t in truths]), "trackers": {}}
+        for tracker_name, settings in tqdm(trackers.items(), desc=f"tracking {name}", unit="setting"):
+            answers = track_plain_glue(frames) if settings is None else track_ours(frames, settings)
+            entry["trackers"][tracker_name] = evaluate(truths, answers)
+        low_shown = track_ours(frames, DEFAULT_SETTINGS, shown_above=DEFAULT_SETTINGS.feed_threshold)
+        entry["trackers"][f"{report['default']}, low-score matches shown"] = evaluate(truths, low_shown)
+        report["videos"][name] = entry
+    return report
+
+
+def default_name() -> str:
+    return next(name for name, settings in SETTINGS.items() if settings == DEFAULT_SETTINGS)
+
+
+def markdown(report: dict[str, Any], machine: dict) -> str:
+    lines = [
+        f"# Tracking on embedded shape videos ({report['frames']} frames each)", "",
+        f"Model `{report['model']}`, {report['backend']}; machine: {cpu_description(machine)}, {machine['cores']} cores.",
+        f"Runtime default tracker setting: **{report['default']}**. Metrics: TrackEval 1.0.0 (box IoU vs visible-mask "
+        "boxes; mask-IoU IDF1 beside it). Stability: mean IoU of a track's masks on consecutive frames.", "",
+    ]
+    for name, video in report["videos"].items():
+        lines += [
+            f"## {name}: {video['identities']} identities, {video['occluded_share']:.0%} of them at some point less than "
+            f"half visible; ground-truth mask stability {video['ground_truth_mask_stability']:.3f}", "",
+            "| tracker | HOTA | MOTA | IDF1 | ID switches | IDF1 (mask IoU) | mask stability |", "|---|---|---|---|---|---|---|",
+        ]
+        for tracker_name, scores in video["trackers"].items():
+            box = scores["box"]
+            lines.append(f"| {tracker_name} | {box['HOTA']:.3f} | {box['MOTA']:.3f} | {box['IDF1']:.3f} | {box['IDSW']} | "
+                         f"{scores['mask']['IDF1']:.3f} | {scores['mask_stability']:.3f} |")
+        lines.append("")
+    lines.append("Settings: " + "; ".join(f"{name}: {json.dumps(values)}" for name, values in report["settings"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ("HOTA", "MOTA", "IDF1")
+    videos = list(report["videos"])
+    fig, axes = plt.subplots(1, len(videos), figsize=(6 * len(videos), 4), sharey=True)
+    for ax, name in zip(np.atleast_1d(axes), videos):
+        trackers = list(report["videos"][name]["trackers"])
+        width = 0.8 / len(trackers)
+        for k, tracker_name in enumerate(trackers):
+            values = [report["videos"][name]["trackers"][tracker_name]["box"][m] for m in metrics]
+            ax.bar(np.arange(len(metrics)) + k * width, values, width, label=tracker_name)
+        ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics)
+        ax.set_title(f"{name} ({report['frames']} frames)")
+        ax.axhline(0.8, color="grey", linestyle=":", linewidth=1)
+        ax.set_ylim(0, 1)
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    fig.suptitle("Tracking quality, TrackEval 1.0.0 (box IoU)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = entry_parser(PROG, __doc__)
+    parser.add_argument("--model", required=True, help="the exported model (e.g. the trained yolact_small as .onnx)")
+    parser.add_argument("--frames", type=positive_int, default=300, help="frames per video (default 300)")
+    parser.add_argument("--threads", type=positive_int, help="inference threads")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
+    return parser.parse_args(argv)
+
+
+@entry_point(PROG)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        report = run(args)
+    except SegmenterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    machine = machine_details()
+    report["machine"] = machine
+    stem = args.out / f"tracking_{machine_tag(machine)}_{started:%Y%m%d_%H%M%S}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
+    stem.with_suffix(".md").write_text(markdown(report, machine))
+    chart(report, stem.with_suffix(".png"))
+    print(markdown(report, machine))
+    print(f"written: {stem}.json, .md, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
