@@ -17,7 +17,6 @@ Writes ``benchmarks/results/batch_<machine>_<config>_<date>.json``, ``.md`` and 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import subprocess
@@ -33,10 +32,10 @@ from command_line import entry_parser, entry_point, positive_int
 from runtime import Segmenter
 from runtime.batch.results import detections_row
 from yolact.data.shapes import ensure_shapes_dataset
-from contract.files import write_text
 
 from .charts import batch_chart
 from .machine import cpu_description, machine_details, machine_tag, package_versions
+from .reports import write_report
 from .variants import SPECS, export_graphs, load_or_recipe
 
 RESULTS = Path(__file__).parent / "results"
@@ -166,11 +165,7 @@ def main(argv=None) -> int:
         "cluster_steady_scaling": round(steady["cluster, 2 workers"] / steady["cluster, 1 worker"], 3),
     }
     stem = args.out_dir / f"batch_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text(stem.with_suffix(".md"), markdown(report))
-    batch_chart(report, stem.with_suffix(".png"))
-    print(markdown(report))
-    print(f"wrote {stem}.json, .md and .png")
+    write_report(stem, report, markdown(report), batch_chart)
     return 0
 
 

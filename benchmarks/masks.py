@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import subprocess
 import sys
 import tempfile
@@ -36,10 +35,10 @@ from export.calibration import calibration_files
 from train.curves import save_figure
 from yolact import EndToEnd, get_config
 from yolact.data import ensure_shapes_dataset
-from contract.files import write_text
 from yolact.recipe import recipe_model
 
 from .machine import cpu_description, machine_details, machine_tag
+from .reports import write_report
 
 RESULTS = Path(__file__).parent / "results"
 PROG = "python -m benchmarks.masks"
@@ -246,11 +245,7 @@ def main(argv=None) -> int:
         "results": results,
     }
     stem = args.out_dir / f"masks_{machine_tag({**machine, 'gpu': None})}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text(stem.with_suffix(".md"), markdown(report))
-    chart(report, stem.with_suffix(".png"))
-    print(markdown(report))
-    print(f"wrote {stem}.json, .md and .png")
+    write_report(stem, report, markdown(report), chart)
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import tempfile
@@ -39,11 +38,11 @@ from tqdm import tqdm
 
 import runtime
 from command_line import entry_parser, entry_point, image_size, non_negative_int, positive_float, positive_int
-from contract.files import write_text
 
 from .charts import serve_chart
 from .fps import encoded_images
 from .machine import cpu_description, machine_details, machine_tag, package_versions
+from .reports import write_report
 from .triton_harness import ServerProcess
 from .variants import SPECS, export_graphs, load_or_recipe
 
@@ -353,11 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "serving_packages": package_versions(("nvidia-pytriton", "tritonclient", "grpcio", "onnxruntime"))}
     report = serving_report(args, machine, in_process_rows, in_process_after, servers)
     stem = args.out_dir / f"serve_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
-    write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    write_text(stem.with_suffix(".md"), markdown(report))
-    serve_chart(report, stem.with_suffix(".png"))
-    print(markdown(report))
-    print(f"wrote {stem}.json, .md and .png")
+    write_report(stem, report, markdown(report), serve_chart)
     errors = sum(cell["errors"] + cell["mismatches"] for setup in servers for cell in setup["cells"])
     return 1 if errors else 0
 

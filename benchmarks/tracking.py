@@ -42,6 +42,7 @@ from yolact.data.shape_video import (
 )
 
 from .machine import cpu_description, machine_details, machine_tag
+from .reports import write_report
 
 RESULTS = Path(__file__).parent / "results"
 PROG = "python -m benchmarks.tracking"
@@ -308,24 +309,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@entry_point(PROG)
+@entry_point(PROG, bad_input=(SegmenterError,))
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = datetime.datetime.now(datetime.timezone.utc)
-    try:
-        report = run(args)
-    except SegmenterError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    report = run(args)
     machine = machine_details()
     report["machine"] = machine
     stem = args.out / f"tracking_{machine_tag(machine)}_{started:%Y%m%d_%H%M%S}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
-    stem.with_suffix(".md").write_text(markdown(report, machine))
-    chart(report, stem.with_suffix(".png"))
-    print(markdown(report, machine))
-    print(f"written: {stem}.json, .md, .png")
+    write_report(stem, report, markdown(report, machine), chart)
     return 0
 
 
