@@ -247,11 +247,14 @@ def table(report: dict) -> list[str]:
         base = next((b for b in report["results"] if b["variant"] == "pytorch_fp32" and b["batch"] == r["batch"]), None)
         speedup = f"{base['ms']['total']['median'] / r['ms']['total']['median']:.2f}x" if base else "-"
         share = f"{100 * r['postprocess_and_paste_share']:.1f}%" if "postprocess_and_paste_share" in r else "-"
+        # Reports from before compact masks (2026-12-07) did not record the masks' bytes.
+        masks = r.get("mask_mib_per_image")
+        mask_mib = f"{masks['kept']:.2f} ({masks['dense']:.1f})" if masks else "-"
         ms = r["ms"]
         lines.append(
             f"| {r['variant']} | {r['batch']} | {r['detections_per_image']:g} | {ms['total']['median']:.1f} ({ms['total']['p90']:.1f}) | "
             f"{r['images_per_s']:.2f} | {speedup} | {ms['decode_upload']['median']:.1f} / {ms['graph']['median']:.1f} / "
-            f"{ms['paste']['median']:.1f} | {share} | {r['mask_mib_per_image']['kept']:.2f} ({r['mask_mib_per_image']['dense']:.1f}) | "
+            f"{ms['paste']['median']:.1f} | {share} | {mask_mib} | "
             f"{r['peak_rss_mib']:.0f} |"
         )
     return lines

@@ -1,7 +1,8 @@
 """``python -m benchmarks.performance_page``: the docs' Performance page, generated from the committed results.
 
 It reads the newest ``fps_*.json`` for each machine and config, the newest ``parity_*.json``, ``serve_*.json``
-and ``cpp_runtime_*.json`` for each config and the newest training records, and rewrites the text between the
+and ``cpp_runtime_*.json`` for each config, the newest ``masks_*``, ``video_*``, ``tracking_*`` and ``batch_*``
+reports and the newest training records, and rewrites the text between the
 two markers in docs/performance.md. ``--check`` only compares, exiting 1 when the page is out of date (a test
 runs it).
 """
@@ -27,6 +28,10 @@ from .machine import cpu_description
 from .mask_rescoring import markdown as mask_rescoring_markdown
 from .parity import table as parity_table
 from .serve import markdown as serve_markdown
+from .batch import markdown as batch_markdown
+from .masks import markdown as masks_markdown
+from .tracking import markdown as tracking_markdown
+from .video import markdown as video_markdown
 
 PROG = "python -m benchmarks.performance_page"
 RESULTS = Path(__file__).parent / "results"
@@ -258,6 +263,12 @@ def serve_section(name: str, report: dict) -> list[str]:
     ]
 
 
+def report_section(benchmark: str, name: str, table: str) -> list[str]:
+    """A benchmark's own Markdown (without its title line) under the command and file it comes from."""
+    body = [line for line in table.splitlines() if not line.startswith("# ")]
+    return [f"**`python -m benchmarks.{benchmark}`** (`{name}`, chart in `{Path(name).stem}.png`):", "", *body, ""]
+
+
 def matching_parity(report: dict, machine: str, parity: dict[str, tuple[str, dict]]) -> dict | None:
     """The parity run that speaks for an fps report: same config, else same model family (speed runs on
     recipe weights, accuracy needs a trained model: YOLACT++'s on a trained YOLACT++); same machine first."""
@@ -307,6 +318,16 @@ def generate() -> str:
     lines += heading("Serving")
     for _, found in sorted(newest("serve_*.json", lambda r, p: r["config"]).items()):
         lines += serve_section(*found)
+    lines += heading("Compact masks")
+    for _, (name, report) in sorted(newest("masks_*.json", lambda r, p: r["config"]).items()):
+        lines += report_section("masks", name, masks_markdown(report))
+    lines += heading("Video and tracking")
+    for benchmark, markdown in (("video", video_markdown), ("tracking", tracking_markdown)):
+        for _, (name, report) in sorted(newest(f"{benchmark}_*.json", lambda r, p: machine_of(p.name, benchmark)).items()):
+            lines += report_section(benchmark, name, markdown(report, report["machine"]))
+    lines += heading("Batch over datasets")
+    for _, (name, report) in sorted(newest("batch_*.json", lambda r, p: r["config"]).items()):
+        lines += report_section("batch", name, batch_markdown(report))
     return "\n".join(lines + [END])
 
 

@@ -268,12 +268,14 @@ def table(report: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     best = report["in_process_best"]["images_per_s"]
+    # Reports from before mixed-size cells (2026-12-07) sent one size and did not count executions.
+    one_size = [f"{report['image_hw'][0]}x{report['image_hw'][1]}"]
     for setup in report["servers"]:
         for cell in setup["cells"]:
             lines.append(
-                f"| {setup['label']} | {cell['protocol']} | {cell['clients']} | {', '.join(cell['image_sizes'])} | {cell['images_per_s']:.2f} | "
+                f"| {setup['label']} | {cell['protocol']} | {cell['clients']} | {', '.join(cell.get('image_sizes', one_size))} | {cell['images_per_s']:.2f} | "
                 f"{cell['images_per_s'] / best:.2f}x | {cell['latency_ms']['p50']} / {cell['latency_ms']['p99']} | {cell['errors']} | {cell['mismatches']} | "
-                f"{cell['server_requests']} / {cell['executions']} | {cell['mean_batch']} | "
+                f"{cell['server_requests']} / {cell.get('executions', '-')} | {cell['mean_batch']} | "
                 f"{cell['queue_ms']} / {cell['compute_ms']} / {cell['transport_and_serialisation_ms']} |"
             )
     return lines
@@ -299,7 +301,7 @@ def markdown(report: dict) -> str:
           f"{MIXED_TARGET_RATIO}x the same-size cell): {mixed['requests']} requests in {mixed['executions']} executions "
           f"({mixed['executions_per_request']:.2f} per request), {mixed['mixed_images_per_s']:.2f} against {mixed['same_size_images_per_s']:.2f} "
           f"images/s of one size = {mixed['ratio']:.2f}x: {'met' if mixed['met'] else 'missed'}."
-          for mixed in report["mixed_size_targets"]),
+          for mixed in report.get("mixed_size_targets", [])),
     ]) + "\n"
 
 

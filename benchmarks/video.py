@@ -186,7 +186,7 @@ def markdown(report: dict[str, Any], machine: dict) -> str:
     ]
     if stream := report.get("long_stream"):
         growth = f"{stream['growth_mib']:.1f} MiB" if stream["growth_mib"] is not None else "n/a"
-        lines.append(f"- 1080p stream, {stream['frames']} frames: RSS {stream['rss_at_from_mib']} MiB at frame "
+        lines.append(f"- 1080p stream, {stream['frames']} frames: RSS {stream['rss_at_from_mib']:.1f} MiB at frame "
                      f"{stream['rss_from_frame']}, growth after it **{growth}** (target <= 50 MB from frame 1,000 to "
                      f"10,000), peak {stream['peak_mib']:.0f} MiB.")
     if uhd := report.get("uhd_frame"):
