@@ -124,7 +124,9 @@ def test_cli_runs_images_folders_and_videos_on_a_server(server, local, sized_ima
     expected = local([str(photos / "0.png")])[0]
     record = json.loads((out / "0.json").read_text())
     assert [d["box_xyxy"] for d in record["detections"]] == expected.boxes.tolist()
-    assert len(json.loads((out / "clip.json").read_text())["frames"]) == 2
+    frames = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+    assert [frame["frame"] for frame in frames] == [0, 1]
+    assert len((out / "clip.mot.txt").read_text().splitlines()) == sum(len(frame["detections"]) for frame in frames)
     assert (out / "clip.mp4").stat().st_size > 0
 
 
