@@ -62,8 +62,15 @@ def batch_job(model: Path, folder: Path, out: Path, options: list[str]) -> dict:
     if done.returncode != 0 or match is None:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
     images, seconds, rate, steady, first_rows_s = int(match[1]), float(match[2]), float(match[3]), float(match[4]), float(match[5])
-    return {"images": images, "seconds": seconds, "images_per_s": rate, "steady_images_per_s": steady, "first_rows_s": first_rows_s,
-            "wall_s": round(wall, 2), "wall_images_per_s": round(images / wall, 2)}
+    return {
+        "images": images,
+        "seconds": seconds,
+        "images_per_s": rate,
+        "steady_images_per_s": steady,
+        "first_rows_s": first_rows_s,
+        "wall_s": round(wall, 2),
+        "wall_images_per_s": round(images / wall, 2),
+    }
 
 
 def parse_args(argv):
@@ -83,25 +90,33 @@ def median_rate(runs: list[dict], key: str = "images_per_s") -> float:
 
 def markdown(report: dict) -> str:
     lines = [
-        f"# Batch inference: {report['config']}, {report['images']} images ({report['where']})", "",
-        report["what"], "",
+        f"# Batch inference: {report['config']}, {report['images']} images ({report['where']})",
+        "",
+        report["what"],
+        "",
         "| arm | images/s per round | median | after the first rows, per round (s until them) | median | wall s (Ray start-up included) |",
         "|---|---|---|---|---|---|",
     ]
     for arm in report["arms"]:
         rates = ", ".join(f"{run['images_per_s']:.2f}" for run in arm["runs"])
-        steady = ", ".join(f"{run['steady_images_per_s']:.2f} ({run['first_rows_s']:.1f})" for run in arm["runs"] if "steady_images_per_s" in run)
+        steady = ", ".join(
+            f"{run['steady_images_per_s']:.2f} ({run['first_rows_s']:.1f})" for run in arm["runs"] if "steady_images_per_s" in run
+        )
         walls = ", ".join(f"{run.get('wall_s', run['seconds']):.1f}" for run in arm["runs"])
         steady_median = f"{arm['median_steady_images_per_s']:.2f}" if arm["median_steady_images_per_s"] is not None else "-"
         lines.append(f"| {arm['label']} | {rates} | {arm['median_images_per_s']:.2f} | {steady or '-'} | {steady_median} | {walls} |")
     target = report["target"]
     lines += [
         "",
-        (f"Embedded Ray / in process: {target['ratio']:.2f}x (target {target['ratio_needed']}x: {'met' if target['met'] else 'NOT met'}); "
-         f"after the first rows {target['steady_ratio']:.2f}x. Two-node cluster, 2 workers / 1 worker: {report['cluster_scaling']:.2f}x; "
-         f"after the first rows {report['cluster_steady_scaling']:.2f}x."),
-        (f"Load average (1, 5, 15 min) at the start {report['machine']['load_average_1_5_15_min']['start']}, "
-         f"at the end {report['machine']['load_average_1_5_15_min']['end']}: the machine was shared, which is why the arms alternate."),
+        (
+            f"Embedded Ray / in process: {target['ratio']:.2f}x (target {target['ratio_needed']}x: {'met' if target['met'] else 'NOT met'}); "
+            f"after the first rows {target['steady_ratio']:.2f}x. Two-node cluster, 2 workers / 1 worker: {report['cluster_scaling']:.2f}x; "
+            f"after the first rows {report['cluster_steady_scaling']:.2f}x."
+        ),
+        (
+            f"Load average (1, 5, 15 min) at the start {report['machine']['load_average_1_5_15_min']['start']}, "
+            f"at the end {report['machine']['load_average_1_5_15_min']['end']}: the machine was shared, which is why the arms alternate."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -121,7 +136,9 @@ def main(argv=None) -> int:
         folder.mkdir()
         for path in files:
             (folder / path.name).symlink_to(path)
-        model = export_graphs(load_or_recipe(args.config, args.weights, "cpu"), scratch, [SPECS["onnxruntime_fp32"]], None).path("onnx", False)
+        model = export_graphs(load_or_recipe(args.config, args.weights, "cpu"), scratch, [SPECS["onnxruntime_fp32"]], None).path(
+            "onnx", False
+        )
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
         cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
@@ -130,8 +147,9 @@ def main(argv=None) -> int:
                 "in process": lambda: in_process(model, sorted(folder.iterdir()), args.threads),
                 "embedded Ray, 1 worker": lambda: batch_job(model, folder, scratch / "out", ["--threads", str(args.threads)]),
                 "cluster, 1 worker": lambda: batch_job(model, folder, scratch / "out", ["--address", cluster.address, "--threads", "1"]),
-                "cluster, 2 workers": lambda: batch_job(model, folder, scratch / "out",
-                                                        ["--address", cluster.address, "--threads", "1", "--workers", "2"]),
+                "cluster, 2 workers": lambda: batch_job(
+                    model, folder, scratch / "out", ["--address", cluster.address, "--threads", "1", "--workers", "2"]
+                ),
             }
             with tqdm(total=args.rounds * len(arms), desc="batch", unit="run") as progress:
                 for _ in range(args.rounds):
@@ -145,22 +163,31 @@ def main(argv=None) -> int:
     ratio = medians["embedded Ray, 1 worker"] / medians["in process"]
     # After the first rows: the rate of a long job, once the actors have started and loaded the model.
     steady = {label: median_rate(runs, "steady_images_per_s") for label, runs in arms.items() if label != "in process"}
-    machine = {**machine_details(), "load_average_1_5_15_min": {"start": load_before, "end": os.getloadavg()},
-               "batch_packages": package_versions(("ray", "pyarrow", "onnxruntime"))}
+    machine = {
+        **machine_details(),
+        "load_average_1_5_15_min": {"start": load_before, "end": os.getloadavg()},
+        "batch_packages": package_versions(("ray", "pyarrow", "onnxruntime")),
+    }
     report = {
         "what": "images decoded, segmented and turned into result rows (masks as COCO RLE); the Ray arms also commit Parquet parts. "
-                "A Ray arm's images/s: from its first task to its last commit (actors' start-up and model load included, "
-                "ray.init not); its wall time includes Ray's start-up.",
+        "A Ray arm's images/s: from its first task to its last commit (actors' start-up and model load included, "
+        "ray.init not); its wall time includes Ray's start-up.",
         "config": args.config,
         "weights": str(args.weights) if args.weights else "authors' recipe weights (every detection slot filled)",
         "images": len(files),
         "where": f"{cpu_description(machine)}, {machine['cores']} cores, shared with other work",
         "machine": machine,
         "threads": args.threads,
-        "arms": [{"label": label, "runs": runs, "median_images_per_s": medians[label],
-                  "median_steady_images_per_s": steady.get(label)} for label, runs in arms.items()],
-        "target": {"ratio_needed": TARGET_RATIO, "ratio": round(ratio, 3), "met": ratio >= TARGET_RATIO,
-                   "steady_ratio": round(steady["embedded Ray, 1 worker"] / medians["in process"], 3)},
+        "arms": [
+            {"label": label, "runs": runs, "median_images_per_s": medians[label], "median_steady_images_per_s": steady.get(label)}
+            for label, runs in arms.items()
+        ],
+        "target": {
+            "ratio_needed": TARGET_RATIO,
+            "ratio": round(ratio, 3),
+            "met": ratio >= TARGET_RATIO,
+            "steady_ratio": round(steady["embedded Ray, 1 worker"] / medians["in process"], 3),
+        },
         "cluster_scaling": round(medians["cluster, 2 workers"] / medians["cluster, 1 worker"], 3),
         "cluster_steady_scaling": round(steady["cluster, 2 workers"] / steady["cluster, 1 worker"], 3),
     }

@@ -28,7 +28,9 @@ def fps_chart(report: dict, path: Path) -> None:
     for name, total in zip(names, left):
         latency_ax.text(total, name, f" {total:.0f} ms", va="center", fontsize=8)
     latency_ax.invert_yaxis()
-    latency_ax.set(xlabel=f"ms per batch of {smallest} (median)", title=f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]}")
+    latency_ax.set(
+        xlabel=f"ms per batch of {smallest} (median)", title=f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]}"
+    )
     latency_ax.legend(fontsize=8, loc="lower right")
     if len({r["batch"] for r in rows}) == 1:
         rates = [r["images_per_s"] for r in first]
@@ -55,17 +57,28 @@ def serve_chart(report: dict, path: Path) -> None:
     fig, (rate_ax, p99_ax) = plt.subplots(1, 2, figsize=(13, 5))
     for setup in report["servers"]:
         for protocol in sorted({cell["protocol"] for cell in setup["cells"]}):
-            cells = sorted((c for c in setup["cells"] if c["protocol"] == protocol and not c.get("mixed_sizes")), key=lambda c: c["clients"])
+            cells = sorted(
+                (c for c in setup["cells"] if c["protocol"] == protocol and not c.get("mixed_sizes")), key=lambda c: c["clients"]
+            )
             clients = [c["clients"] for c in cells]
             style = "-" if protocol == "grpc" else "--"
-            line, = rate_ax.plot(clients, [c["images_per_s"] for c in cells], style, marker="o", label=f"{setup['label']}, {protocol}")
+            (line,) = rate_ax.plot(clients, [c["images_per_s"] for c in cells], style, marker="o", label=f"{setup['label']}, {protocol}")
             p99_ax.plot(clients, [c["latency_ms"]["p99"] or 0 for c in cells], style, marker="o", color=line.get_color())
             # Mixed image sizes: a star beside the same-size point of as many clients.
             mixed = [c for c in setup["cells"] if c["protocol"] == protocol and c.get("mixed_sizes")]
             if mixed:
                 label = f"{setup['label']}, {protocol}, sizes {' / '.join(mixed[0]['image_sizes'])} mixed"
-                rate_ax.plot([c["clients"] for c in mixed], [c["images_per_s"] for c in mixed], "*", markersize=12, color=line.get_color(), label=label)
-                p99_ax.plot([c["clients"] for c in mixed], [c["latency_ms"]["p99"] or 0 for c in mixed], "*", markersize=12, color=line.get_color())
+                rate_ax.plot(
+                    [c["clients"] for c in mixed],
+                    [c["images_per_s"] for c in mixed],
+                    "*",
+                    markersize=12,
+                    color=line.get_color(),
+                    label=label,
+                )
+                p99_ax.plot(
+                    [c["clients"] for c in mixed], [c["latency_ms"]["p99"] or 0 for c in mixed], "*", markersize=12, color=line.get_color()
+                )
     best = report["in_process_best"]
     rate_ax.axhline(best["images_per_s"], color="black", linestyle=":", label=f"in-process runtime, batch {best['batch']}")
     for ax in (rate_ax, p99_ax):
@@ -85,8 +98,10 @@ def batch_chart(report: dict, path: Path) -> None:
     arms, the median after the first rows came back (light); one dot per round."""
     fig, ax = plt.subplots(figsize=(9, 0.8 * len(report["arms"]) + 1.8))
     positions = range(len(report["arms"]))
-    for offset, key, color, label in ((-0.2, "median_images_per_s", STAGE_COLORS["graph"], "whole job (actor start-up included)"),
-                                      (0.2, "median_steady_images_per_s", "#90cdf4", "after the first rows")):
+    for offset, key, color, label in (
+        (-0.2, "median_images_per_s", STAGE_COLORS["graph"], "whole job (actor start-up included)"),
+        (0.2, "median_steady_images_per_s", "#90cdf4", "after the first rows"),
+    ):
         for position, arm in zip(positions, report["arms"]):
             value = arm.get(key)
             if value is None:

@@ -77,9 +77,15 @@ class Samples:
     def summary(self) -> dict:
         """Medians, and the overhead over the backend's inference."""
         infer, rest = float(np.median(self.infer)), float(np.median(self.rest))
-        return {"infer_ms": round(infer, 2), "rest_ms": round(rest, 2), "total_ms": round(infer + rest, 2),
-                "paste_ms": round(float(np.median(self.paste)), 2), "overhead_vs_inference": round(rest / infer, 4),
-                "detections": self.detections, "runs": len(self.infer)}
+        return {
+            "infer_ms": round(infer, 2),
+            "rest_ms": round(rest, 2),
+            "total_ms": round(infer + rest, 2),
+            "paste_ms": round(float(np.median(self.paste)), 2),
+            "overhead_vs_inference": round(rest / infer, 4),
+            "detections": self.detections,
+            "runs": len(self.infer),
+        }
 
 
 def time_python(segmenter: runtime.Segmenter, image: np.ndarray, repeat: int, samples: Samples) -> None:
@@ -100,9 +106,28 @@ def time_python(segmenter: runtime.Segmenter, image: np.ndarray, repeat: int, sa
 def time_cpp(example: Path, model: Path, image_path: Path, repeat: int, threads: int, scratch: Path, samples: Samples) -> None:
     """The C++ example on the image, ``repeat`` runs after a warm-up run, timed by its --timing-json."""
     timing = scratch / "cpp_timing.json"
-    command = [str(example), "--model", str(model), "--out", str(scratch / "cpp_out"), "--backend", "openvino",
-               "--precision", "fp32", "--threads", str(threads), "--batch-size", "1", "--score-threshold", "0",
-               "--repeat", str(repeat + 1), "--timing-json", str(timing), str(image_path)]
+    command = [
+        str(example),
+        "--model",
+        str(model),
+        "--out",
+        str(scratch / "cpp_out"),
+        "--backend",
+        "openvino",
+        "--precision",
+        "fp32",
+        "--threads",
+        str(threads),
+        "--batch-size",
+        "1",
+        "--score-threshold",
+        "0",
+        "--repeat",
+        str(repeat + 1),
+        "--timing-json",
+        str(timing),
+        str(image_path),
+    ]
     subprocess.run(command, check=True, capture_output=True, text=True)
     runs = json.loads(timing.read_text())["runs"][1:]  # run 0 warms the backend up
     samples.detections = len(json.loads((scratch / "cpp_out" / f"{image_path.stem}.json").read_text())["detections"])
@@ -112,21 +137,28 @@ def time_cpp(example: Path, model: Path, image_path: Path, repeat: int, threads:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]}, OpenVINO f32, {report['where']}", "",
-             "| runtime | detections | backend inference ms | paste and the rest ms | total ms | overhead over inference |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]}, OpenVINO f32, {report['where']}",
+        "",
+        "| runtime | detections | backend inference ms | paste and the rest ms | total ms | overhead over inference |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in ("cpp", "python"):
         r = report[name]
-        lines.append(f"| {name} | {r['detections']} | {r['infer_ms']:.1f} | {r['rest_ms']:.1f} | {r['total_ms']:.1f} | "
-                     f"{100 * r['overhead_vs_inference']:.1f}% |")
+        lines.append(
+            f"| {name} | {r['detections']} | {r['infer_ms']:.1f} | {r['rest_ms']:.1f} | {r['total_ms']:.1f} | "
+            f"{100 * r['overhead_vs_inference']:.1f}% |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def paste_markdown(report: dict) -> str:
     """The two final-image steps on the same detections: medians and the Python/C++ ratio."""
     cpp, python = report["cpp"]["paste_ms"], report["python"]["paste_ms"]
-    return (f"Paste of {report['cpp']['detections']} detections at {report['image_hw'][0]}x{report['image_hw'][1]}: "
-            f"C++ {cpp:.2f} ms, Python {python:.2f} ms ({python / cpp:.2f}x the C++ time).\n")
+    return (
+        f"Paste of {report['cpp']['detections']} detections at {report['image_hw'][0]}x{report['image_hw'][1]}: "
+        f"C++ {cpp:.2f} ms, Python {python:.2f} ms ({python / cpp:.2f}x the C++ time).\n"
+    )
 
 
 @entry_point(PROG)
@@ -137,8 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--build-dir", type=Path, default=Path("build/cpp"), help="CMake build folder (built if needed)")
     parser.add_argument("--image-size", default="480x640")
     parser.add_argument("--repeat", type=int, default=10, help="timed runs per runtime and round")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds taking turns between the runtimes (a slow spell of a shared machine falls on both)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds taking turns between the runtimes (a slow spell of a shared machine falls on both)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -165,9 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             time_python(segmenter, image, args.repeat, python_samples)
         cpp, python = cpp_samples.summary(), python_samples.summary()
     machine = {**machine_details(), "gpu": None, "threads": args.threads}
-    report = {"config": args.config, "image_hw": [height, width], "backend": "openvino f32", "batch": 1,
-              "weights": str(args.weights) if args.weights else "authors' recipe weights",
-              "where": f"{cpu_description(machine)}, {args.threads} threads", "cpp": cpp, "python": python, "machine": machine}
+    report = {
+        "config": args.config,
+        "image_hw": [height, width],
+        "backend": "openvino f32",
+        "batch": 1,
+        "weights": str(args.weights) if args.weights else "authors' recipe weights",
+        "where": f"{cpu_description(machine)}, {args.threads} threads",
+        "cpp": cpp,
+        "python": python,
+        "machine": machine,
+    }
     stem = args.out_dir / f"cpp_runtime_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
     report["python_paste_vs_cpp"] = round(python["paste_ms"] / cpp["paste_ms"], 3)
     write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")

@@ -45,7 +45,9 @@ RESULTS = Path(__file__).parent / "results"
 KERNELS = ("onnxruntime_deform_conv", "torchvision_deform_conv2d", "openvino_ir", "onnxruntime_plain_conv")
 
 
-def layer_inputs(config: str, image_hw: tuple[int, int]) -> list[tuple[str, ModulatedDeformConv2d, torch.Tensor, torch.Tensor, torch.Tensor]]:
+def layer_inputs(
+    config: str, image_hw: tuple[int, int]
+) -> list[tuple[str, ModulatedDeformConv2d, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Every deformable layer of ``config`` (recipe weights) with the input, offsets and mask one embedded
     image gives it: (name, module, x [1, C, H, W], offset [1, 2k², H', W'], mask [1, k², H', W'])."""
     import cv2
@@ -58,6 +60,7 @@ def layer_inputs(config: str, image_hw: tuple[int, int]) -> list[tuple[str, Modu
             x = args[0]
             o1, o2, logits = torch.chunk(module.conv_offset_mask(x), 3, dim=1)
             captured.append((name, module, x, torch.cat((o1, o2), dim=1), torch.sigmoid(logits)))
+
         return hook
 
     handles = [m.register_forward_hook(capture(n)) for n, m in model.named_modules() if isinstance(m, ModulatedDeformConv2d)]
@@ -73,17 +76,25 @@ def deform_conv_node(module: ModulatedDeformConv2d, plain: bool) -> onnx.ModelPr
     """One ONNX ``DeformConv`` node with the module's weights (or, ``plain``, a ``Conv`` of the same shape)."""
     weight = module.weight.detach().numpy()
     k = weight.shape[-1]
-    attributes = {"kernel_shape": [k, k], "strides": list(module.stride), "pads": [module.padding[0]] * 2 + [module.padding[1]] * 2,
-                  "dilations": list(module.dilation)}
+    attributes = {
+        "kernel_shape": [k, k],
+        "strides": list(module.stride),
+        "pads": [module.padding[0]] * 2 + [module.padding[1]] * 2,
+        "dilations": list(module.dilation),
+    }
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, weight.shape[1], None, None])]
     if plain:
         node = helper.make_node("Conv", ["x", "weight", "bias"], ["y"], **attributes)
     else:
         inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("offset", "mask")]
         node = helper.make_node("DeformConv", ["x", "weight", "offset", "bias", "mask"], ["y"], group=1, offset_group=1, **attributes)
-    graph = helper.make_graph([node], "deform_conv", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              initializer=[numpy_helper.from_array(weight, "weight"),
-                                           numpy_helper.from_array(module.bias.detach().numpy(), "bias")])
+    graph = helper.make_graph(
+        [node],
+        "deform_conv",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(module.bias.detach().numpy(), "bias")],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
 
 
@@ -128,10 +139,15 @@ def time_layer(module, x, offset, mask, threads: int, warmup: int, iters: int) -
         timed = {name: median_ms(run, warmup, iters) for name, run in runs.items()}
     reference = timed["torchvision_deform_conv2d"][1]
     return {
-        "input": list(x.shape), "output": list(reference.shape), "stride": module.stride[0],
+        "input": list(x.shape),
+        "output": list(reference.shape),
+        "stride": module.stride[0],
         "ms": {name: ms for name, (ms, _) in timed.items()},
-        "max_abs_diff_vs_torchvision": {name: float(np.abs(out - reference).max()) for name, (_, out) in timed.items()
-                                        if name in ("onnxruntime_deform_conv", "openvino_ir")},
+        "max_abs_diff_vs_torchvision": {
+            name: float(np.abs(out - reference).max())
+            for name, (_, out) in timed.items()
+            if name in ("onnxruntime_deform_conv", "openvino_ir")
+        },
     }
 
 
@@ -144,14 +160,19 @@ def markdown(report: dict) -> str:
     ]
     for layer in report["layers"]:
         diff = layer["max_abs_diff_vs_torchvision"]
-        lines.append(f"| {layer['name']} | {'x'.join(map(str, layer['input'][1:]))} | {layer['stride']} | "
-                     + " | ".join(f"{layer['ms'][k]:.2f}" for k in KERNELS)
-                     + f" | {diff['onnxruntime_deform_conv']:.1e} / {diff['openvino_ir']:.1e} |")
+        lines.append(
+            f"| {layer['name']} | {'x'.join(map(str, layer['input'][1:]))} | {layer['stride']} | "
+            + " | ".join(f"{layer['ms'][k]:.2f}" for k in KERNELS)
+            + f" | {diff['onnxruntime_deform_conv']:.1e} / {diff['openvino_ir']:.1e} |"
+        )
     totals = report["total_ms"]
     lines.append(f"| all {len(report['layers'])} | | | " + " | ".join(f"**{totals[k]:.1f}**" for k in KERNELS) + " | |")
-    lines += ["", f"onnxruntime's DeformConv takes {totals['onnxruntime_deform_conv'] / totals['onnxruntime_plain_conv']:.1f}x a plain "
-                  f"convolution of the same shapes, {totals['onnxruntime_deform_conv'] / totals['torchvision_deform_conv2d']:.2f}x torchvision's "
-                  f"kernel and {totals['onnxruntime_deform_conv'] / totals['openvino_ir']:.2f}x OpenVINO's."]
+    lines += [
+        "",
+        f"onnxruntime's DeformConv takes {totals['onnxruntime_deform_conv'] / totals['onnxruntime_plain_conv']:.1f}x a plain "
+        f"convolution of the same shapes, {totals['onnxruntime_deform_conv'] / totals['torchvision_deform_conv2d']:.2f}x torchvision's "
+        f"kernel and {totals['onnxruntime_deform_conv'] / totals['openvino_ir']:.2f}x OpenVINO's.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -176,8 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = {**machine_details(), "threads": args.threads}
     report = {
         "what": "each deformable convolution alone (the DeformConv kernel on given offsets and mask; the offset convolution not included)",
-        "config": args.config, "image_hw": [height, width], "where": f"{cpu_description(machine)}, {args.threads} threads",
-        "machine": machine, "layers": layers,
+        "config": args.config,
+        "image_hw": [height, width],
+        "where": f"{cpu_description(machine)}, {args.threads} threads",
+        "machine": machine,
+        "layers": layers,
         "total_ms": {k: round(sum(layer["ms"][k] for layer in layers), 3) for k in KERNELS},
     }
     stem = args.out_dir / f"deform_conv_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"

@@ -97,8 +97,9 @@ def marked(model: onnx.ModelProto) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     outputs = {o.name for o in copy.graph.output}
-    copy.graph.output.extend(typed[name] for node in copy.graph.node for name in node.output
-                             if name and name not in outputs and name in typed)
+    copy.graph.output.extend(
+        typed[name] for node in copy.graph.node for name in node.output if name and name not in outputs and name in typed
+    )
     return copy
 
 
@@ -112,8 +113,11 @@ def dequantized(model: onnx.ModelProto) -> dict[str, str]:
     (what the tensor is worth there; the name itself may now hold, say, a convolution's output before the ReLU
     that the quantization absorbed)."""
     quantized = {node.output[0]: node.input[0] for node in model.graph.node if node.op_type == "QuantizeLinear"}
-    return {quantized[node.input[0]]: node.output[0] for node in model.graph.node
-            if node.op_type == "DequantizeLinear" and node.input[0] in quantized}
+    return {
+        quantized[node.input[0]]: node.output[0]
+        for node in model.graph.node
+        if node.op_type == "DequantizeLinear" and node.input[0] in quantized
+    }
 
 
 def run_graph(model: onnx.ModelProto, spec: BackendSpec, image: np.ndarray, folder: Path) -> tuple[dict[str, np.ndarray], str]:
@@ -138,8 +142,10 @@ def run_graph(model: onnx.ModelProto, spec: BackendSpec, image: np.ndarray, fold
     import openvino as ov
 
     if any(node.op_type == "DeformConv" for node in model.graph.node):
-        raise UnusableInput(f"backend {spec.text!r}: OpenVINO's ONNX reader does not convert DeformConv (YOLACT++ runs on its IR: "
-                        "python -m benchmarks.parity compares that)")
+        raise UnusableInput(
+            f"backend {spec.text!r}: OpenVINO's ONNX reader does not convert DeformConv (YOLACT++ runs on its IR: "
+            "python -m benchmarks.parity compares that)"
+        )
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": spec.target})
     results = compiled.create_infer_request().infer({INPUT_NAME: batch})
     outputs = {}
@@ -179,8 +185,14 @@ def compare(
             after_selection.add(name)
         if name not in reference or name not in candidate:
             continue
-        row = {"tensor": name, "node": node, "op": op, "dtype": str(reference[name].dtype),
-               "shape": list(reference[name].shape), **difference(reference[name], candidate[name])}
+        row = {
+            "tensor": name,
+            "node": node,
+            "op": op,
+            "dtype": str(reference[name].dtype),
+            "shape": list(reference[name].shape),
+            **difference(reference[name], candidate[name]),
+        }
         inherited = max((relative.get(i, 0.0) for i in inputs), default=0.0)
         row["introduced"] = max(row["max_rel"] - inherited, 0.0)
         row["after_selection"] = name in after_selection
@@ -201,9 +213,12 @@ def report_markdown(report: dict, top: int = 10) -> str:
         f"{report['model']} on {report['image']}: {reference['spec']} ({reference['ran_on']}) against {candidate['spec']} "
         f"({candidate['ran_on']}){other_graph}, {len(rows)} tensors compared",
         "",
-        (f"First tensor above {report['tolerance']:g} relative: `{first['tensor']}` ({first['op']} `{first['node']}`), "
-         f"{first['max_rel']:.2e} relative, {cell(first['max_abs'])} absolute."
-         if first else f"No tensor differs by more than {report['tolerance']:g} relative."),
+        (
+            f"First tensor above {report['tolerance']:g} relative: `{first['tensor']}` ({first['op']} `{first['node']}`), "
+            f"{first['max_rel']:.2e} relative, {cell(first['max_abs'])} absolute."
+            if first
+            else f"No tensor differs by more than {report['tolerance']:g} relative."
+        ),
         "",
         "| final output (graphs as exported) | max abs diff | max rel diff |",
         "|---|---|---|",
@@ -215,11 +230,17 @@ def report_markdown(report: dict, top: int = 10) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in sorted((r for r in rows if not r["after_selection"]), key=lambda r: -r["introduced"])[:top]:
-        lines.append(f"| `{row['tensor']}` | {row['op']} | {'x'.join(map(str, row['shape']))} | {cell(row['max_abs'])} | "
-                     f"{cell(row['max_rel'])} | {cell(row.get('rms_rel'))} | {cell(row['introduced'])} |")
+        lines.append(
+            f"| `{row['tensor']}` | {row['op']} | {'x'.join(map(str, row['shape']))} | {cell(row['max_abs'])} | "
+            f"{cell(row['max_rel'])} | {cell(row.get('rms_rel'))} | {cell(row['introduced'])} |"
+        )
     chosen = report["first_changed_selection"]
-    lines += ["", f"First selection that chose otherwise: `{chosen['tensor']}` ({chosen['op']}), {chosen['max_rel']:.1%} of its elements."
-              if chosen else "Every selection (TopK, comparison) chose the same."]
+    lines += [
+        "",
+        f"First selection that chose otherwise: `{chosen['tensor']}` ({chosen['op']}), {chosen['max_rel']:.1%} of its elements."
+        if chosen
+        else "Every selection (TopK, comparison) chose the same.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -237,8 +258,9 @@ def read_graph(path: Path) -> onnx.ModelProto:
         raise UnusableInput(f"{path}: not an ONNX graph ({one_line(exc)})") from None
 
 
-def diverge(model_path: Path, candidate_path: Path, reference: BackendSpec, candidate: BackendSpec,
-            image: np.ndarray, tolerance: float) -> dict:
+def diverge(
+    model_path: Path, candidate_path: Path, reference: BackendSpec, candidate: BackendSpec, image: np.ndarray, tolerance: float
+) -> dict:
     """The report's body: final outputs of the graphs as exported, then every marked tensor."""
     reference_graph = read_graph(model_path)
     candidate_graph = reference_graph if candidate_path == model_path else read_graph(candidate_path)
@@ -279,7 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = entry_parser(PROG, __doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="an exported .onnx")
-    source.add_argument("--config", choices=sorted(CONFIGS), metavar="CONFIG", help="export this config first (recipe weights unless --weights)")
+    source.add_argument(
+        "--config", choices=sorted(CONFIGS), metavar="CONFIG", help="export this config first (recipe weights unless --weights)"
+    )
     parser.add_argument("--weights", type=Path, help="with --config: a checkpoint")
     parser.add_argument("--candidate-model", type=Path, help="the candidate runs this graph instead (default: the same one)")
     parser.add_argument("--reference", default="onnxruntime:cpu", help="backend spec (default onnxruntime:cpu)")
@@ -293,8 +317,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference, candidate = BackendSpec.parse(args.reference), BackendSpec.parse(args.candidate)
     except UnusableInput as exc:
         parser.error(str(exc))
-    for option, path in (("--model", args.model), ("--candidate-model", args.candidate_model), ("--image", args.image),
-                         ("--weights", args.weights)):
+    for option, path in (
+        ("--model", args.model),
+        ("--candidate-model", args.candidate_model),
+        ("--image", args.image),
+        ("--weights", args.weights),
+    ):
         if path is not None and not path.is_file():
             parser.error(f"{option} {path}: no such file")
     if args.weights and not args.config:

@@ -45,8 +45,17 @@ from contract.files import write_text
 
 from .charts import fps_chart
 from .machine import cpu_description, machine_details, machine_tag
-from .variants import (SPECS, GraphFiles, add_int8_options, export_graphs, int8_recipe, load_or_recipe, open_variant,
-                       set_threads, skip_reason)
+from .variants import (
+    SPECS,
+    GraphFiles,
+    add_int8_options,
+    export_graphs,
+    int8_recipe,
+    load_or_recipe,
+    open_variant,
+    set_threads,
+    skip_reason,
+)
 
 PROG = "python -m benchmarks.fps"
 RESULTS = Path(__file__).parent / "results"
@@ -174,9 +183,17 @@ def sample_variant(args: argparse.Namespace) -> list[dict]:
             detections += [len(d) for d in pasted]
             mask_bytes += [kept_mask_bytes(d) for d in pasted]
             dense_mask_bytes += [len(d) * args.height * args.width for d in pasted]
-        row = {"variant": spec.name, "backend": spec.backend, "precision": spec.precision,
-               "executed_on": variant.executed_on, "batch": batch, "samples_ms": stage_times, "detections": detections,
-               "mask_bytes": mask_bytes, "dense_mask_bytes": dense_mask_bytes}
+        row = {
+            "variant": spec.name,
+            "backend": spec.backend,
+            "precision": spec.precision,
+            "executed_on": variant.executed_on,
+            "batch": batch,
+            "samples_ms": stage_times,
+            "detections": detections,
+            "mask_bytes": mask_bytes,
+            "dense_mask_bytes": dense_mask_bytes,
+        }
         if post_processing is not None:
             row["post_processing_ms"] = post_processing.times_ms(images, args.warmup, args.iters)
         if profiled:
@@ -197,17 +214,19 @@ def summarize(samples: list[dict]) -> dict:
     times = {stage: [t for s in samples for t in s["samples_ms"][stage]] for stage in first["samples_ms"]}
     stages = {stage: summary(values) for stage, values in times.items()}
     row = {key: first[key] for key in ("variant", "backend", "precision", "executed_on", "batch")}
-    row.update({
-        "iters": len(times["total"]),
-        "rounds": len(samples),
-        "ms": stages,
-        "images_per_s": round(first["batch"] * 1000 / stages["total"]["median"], 2),
-        "detections_per_image": round(float(np.mean([d for s in samples for d in s["detections"]])), 1),
-        "mask_mib_per_image": {
-            "kept": round(float(np.mean([b for s in samples for b in s["mask_bytes"]])) / 2**20, 3),
-            "dense": round(float(np.mean([b for s in samples for b in s["dense_mask_bytes"]])) / 2**20, 3),
-        },
-    })
+    row.update(
+        {
+            "iters": len(times["total"]),
+            "rounds": len(samples),
+            "ms": stages,
+            "images_per_s": round(first["batch"] * 1000 / stages["total"]["median"], 2),
+            "detections_per_image": round(float(np.mean([d for s in samples for d in s["detections"]])), 1),
+            "mask_mib_per_image": {
+                "kept": round(float(np.mean([b for s in samples for b in s["mask_bytes"]])) / 2**20, 3),
+                "dense": round(float(np.mean([b for s in samples for b in s["dense_mask_bytes"]])) / 2**20, 3),
+            },
+        }
+    )
     if "post_processing_ms" in first:
         post_ms = float(np.median([t for s in samples for t in s["post_processing_ms"]]))
         row["in_graph_postprocess_ms"] = round(post_ms, 3)
@@ -222,9 +241,29 @@ def summarize(samples: list[dict]) -> dict:
 
 
 def run_worker(args: argparse.Namespace, name: str, graphs: Path, iters: int) -> tuple[list[dict], str | None]:
-    command = [sys.executable, "-m", "benchmarks.fps", "--worker", name, "--graphs", str(graphs), "--config", args.config,
-               "--device", args.device, "--image-size", f"{args.height}x{args.width}", "--warmup", str(args.warmup),
-               "--iters", str(iters), "--images", str(args.images), "--batch", *map(str, args.batch)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.fps",
+        "--worker",
+        name,
+        "--graphs",
+        str(graphs),
+        "--config",
+        args.config,
+        "--device",
+        args.device,
+        "--image-size",
+        f"{args.height}x{args.width}",
+        "--warmup",
+        str(args.warmup),
+        "--iters",
+        str(iters),
+        "--images",
+        str(args.images),
+        "--batch",
+        *map(str, args.batch),
+    ]
     if args.weights:
         command += ["--weights", str(args.weights)]
     if args.threads:
@@ -269,8 +308,9 @@ def operator_lines(report: dict, shown: int = 5) -> list[str]:
             parts = [f"{op} {100 * share:.1f}%" for op, share in shares[:shown]]
             if "DeformConv" in r["operator_time_share"] and "DeformConv" not in dict(shares[:shown]):
                 parts.append(f"DeformConv {100 * r['operator_time_share']['DeformConv']:.1f}%")
-            lines.append(f"- {r['variant']} at batch {r['batch']}, kernel time by operator (onnxruntime's profile): "
-                         + ", ".join(parts) + ".")
+            lines.append(
+                f"- {r['variant']} at batch {r['batch']}, kernel time by operator (onnxruntime's profile): " + ", ".join(parts) + "."
+            )
     return ["", *lines] if lines else []
 
 
@@ -299,7 +339,9 @@ def write_report(args, started: datetime.datetime, samples: dict, skipped: dict,
         "weights": str(args.weights) if args.weights else "authors' recipe weights (every detection slot filled)",
         "image_hw": [args.height, args.width],
         "device": args.device,
-        "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{cpu_description(machine)}, {machine['threads']} threads",
+        "where": machine["gpu"]["name"]
+        if machine["gpu"] and args.device.startswith("cuda")
+        else f"{cpu_description(machine)}, {machine['threads']} threads",
         "machine": machine,
         "int8_recipe": int8_recipe(args).record(),
         "results": results,
@@ -319,8 +361,9 @@ def parse_args(argv) -> argparse.Namespace:
     parser = entry_parser(PROG, __doc__)
     parser.add_argument("--config", default="yolact_small", help="model config (headline: yolact_base)")
     parser.add_argument("--weights", type=Path, help="checkpoint (default: the authors' recipe weights)")
-    parser.add_argument("--variants", nargs="+", choices=sorted(SPECS), default=list(SPECS), metavar="VARIANT",
-                        help=f"default: all ({', '.join(SPECS)})")
+    parser.add_argument(
+        "--variants", nargs="+", choices=sorted(SPECS), default=list(SPECS), metavar="VARIANT", help=f"default: all ({', '.join(SPECS)})"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--image-size", default="480x640", help="HxW of the input images")
@@ -380,8 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress.update()
         report, stem = write_report(args, started, samples, skipped, unfinished=[])
     for r in report["results"]:
-        print(f"{r['variant']} batch {r['batch']}: {r['ms']['total']['median']:.1f} ms, {r['images_per_s']:.2f} images/s, "
-              f"{r['detections_per_image']:g} detections/image")
+        print(
+            f"{r['variant']} batch {r['batch']}: {r['ms']['total']['median']:.1f} ms, {r['images_per_s']:.2f} images/s, "
+            f"{r['detections_per_image']:g} detections/image"
+        )
     results = report["results"]
     print(markdown_table(report))
     print(f"wrote {stem}.json, .md and .png")

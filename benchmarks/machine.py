@@ -22,8 +22,7 @@ def cpu_model() -> str:
 
 # The widest vector extension first: CPUs of one model name (a cloud "AMD EPYC") differ in these, and the
 # speed of every kernel (bf16 and INT8 above all) with them.
-VECTOR_ISAS = (("amx_tile", "amx"), ("avx512_bf16", "avx512-bf16"), ("avx512_vnni", "avx512-vnni"), ("avx512f", "avx512"),
-               ("avx2", "avx2"))
+VECTOR_ISAS = (("amx_tile", "amx"), ("avx512_bf16", "avx512-bf16"), ("avx512_vnni", "avx512-vnni"), ("avx512f", "avx512"), ("avx2", "avx2"))
 
 
 def cpu_flags() -> set[str]:

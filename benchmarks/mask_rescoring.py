@@ -48,8 +48,10 @@ def detection_quality(model, dataset: CocoDataset, max_images: int | None, min_s
         if image is None:
             raise SystemExit(f"--images {dataset.image_dir}: cannot read {info['file_name']}")
         dets = predict(model, [image])[0].above(min_score)
-        truths = [(dataset.category_ids.index(a["category_id"]), coco.annToMask(a).astype(bool))
-                  for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False))]
+        truths = [
+            (dataset.category_ids.index(a["category_id"]), coco.annToMask(a).astype(bool))
+            for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False))
+        ]
         for label, score, mask_score, mask in zip(dets.class_ids, dets.scores, dets.mask_scores, dets.masks):
             ious = [(mask & truth).sum() / max(1, (mask | truth).sum()) for truth_label, truth in truths if truth_label == label]
             rows.append((score, mask_score / max(score, 1e-12), max(ious, default=0.0)))
@@ -64,8 +66,11 @@ def summary(rows: np.ndarray) -> dict:
 
     return {
         "detections": len(rows),
-        "corr_actual_iou_with": {"predicted_iou": correlation(predicted), "box_score": correlation(score),
-                                 "mask_score": correlation(score * predicted)},
+        "corr_actual_iou_with": {
+            "predicted_iou": correlation(predicted),
+            "box_score": correlation(score),
+            "mask_score": correlation(score * predicted),
+        },
         "predicted_iou_zero_share": round(float((predicted == 0).mean()), 3) if len(rows) else float("nan"),
         "mean": {"predicted_iou": round(float(predicted.mean()), 3), "actual_iou": round(float(actual.mean()), 3)},
     }
@@ -74,13 +79,15 @@ def summary(rows: np.ndarray) -> dict:
 def markdown(report: dict) -> str:
     s = report["summary"]
     corr = s["corr_actual_iou_with"]
-    return (f"Mask re-scoring of {report['config']} ({report['weights']}), {s['detections']} detections with box score > "
-            f"{report['min_score']} on {report['images']} images, {report['where']}\n\n"
-            "| ranks the masks by | correlation with the mask's actual IoU |\n|---|---|\n"
-            f"| predicted IoU (mask-IoU head) | {corr['predicted_iou']:.3f} |\n| box score | {corr['box_score']:.3f} |\n"
-            f"| mask score (box score x predicted IoU) | {corr['mask_score']:.3f} |\n\n"
-            f"Predicted IoU: mean {s['mean']['predicted_iou']:.3f} (actual {s['mean']['actual_iou']:.3f}), exactly 0 for "
-            f"{100 * s['predicted_iou_zero_share']:.1f}% of the detections.\n")
+    return (
+        f"Mask re-scoring of {report['config']} ({report['weights']}), {s['detections']} detections with box score > "
+        f"{report['min_score']} on {report['images']} images, {report['where']}\n\n"
+        "| ranks the masks by | correlation with the mask's actual IoU |\n|---|---|\n"
+        f"| predicted IoU (mask-IoU head) | {corr['predicted_iou']:.3f} |\n| box score | {corr['box_score']:.3f} |\n"
+        f"| mask score (box score x predicted IoU) | {corr['mask_score']:.3f} |\n\n"
+        f"Predicted IoU: mean {s['mean']['predicted_iou']:.3f} (actual {s['mean']['actual_iou']:.3f}), exactly 0 for "
+        f"{100 * s['predicted_iou_zero_share']:.1f}% of the detections.\n"
+    )
 
 
 def scatter(rows: np.ndarray, title: str, path: Path) -> None:
@@ -118,9 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = detection_quality(model, dataset, args.max_images, args.min_score)
     machine = {**machine_details(), "threads": args.threads}
     report = {
-        "config": model.cfg.name, "weights": str(args.weights), "annotations": str(args.annotations),
-        "images": len(dataset.image_ids[:args.max_images]), "min_score": args.min_score,
-        "where": f"{cpu_description(machine)}, {args.threads} threads", "machine": machine, "summary": summary(rows),
+        "config": model.cfg.name,
+        "weights": str(args.weights),
+        "annotations": str(args.annotations),
+        "images": len(dataset.image_ids[: args.max_images]),
+        "min_score": args.min_score,
+        "where": f"{cpu_description(machine)}, {args.threads} threads",
+        "machine": machine,
+        "summary": summary(rows),
     }
     stem = args.out_dir / f"mask_rescoring_{machine_tag(machine)}_{model.cfg.name}_{started.strftime('%Y%m%d_%H%M%S')}"
     write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")

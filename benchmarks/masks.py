@@ -46,8 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The last commit whose runtime kept every mask as a dense full-image plane.
 DENSE_COMMIT = "ae84ab8eb4a1116877ffe1adb7091574f21fd938"
 DEFAULT_SIZES = ("480x640", "2160x3840")
-STEPS = {"baseline_paste": "baseline: paste", "baseline_paste_rle": "baseline: paste + RLE", "paste": "paste",
-         "paste_rle": "paste + RLE"}
+STEPS = {"baseline_paste": "baseline: paste", "baseline_paste_rle": "baseline: paste + RLE", "paste": "paste", "paste_rle": "paste + RLE"}
 
 
 def graph_outputs(config: str, path: Path) -> int:
@@ -117,8 +116,19 @@ def timed_ms(functions: dict, repeats: int, progress: tqdm) -> dict:
 
 def peak_rss_growth_mib(kind: str, outputs: Path, commit: str, height: int, width: int) -> float:
     """Peak resident memory that pasting the image and making its JSON record adds, in a fresh process."""
-    command = [sys.executable, "-m", "benchmarks.masks", "--rss-worker", kind, "--outputs", str(outputs),
-               "--baseline-commit", commit, "--sizes", f"{height}x{width}"]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.masks",
+        "--rss-worker",
+        kind,
+        "--outputs",
+        str(outputs),
+        "--baseline-commit",
+        commit,
+        "--sizes",
+        f"{height}x{width}",
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"peak RSS worker ({kind}, {height}x{width}) failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -133,7 +143,7 @@ def status_kib(field_name: str) -> int:
 def rss_worker(args: argparse.Namespace) -> None:
     module = baseline_module(args.baseline_source, args.baseline_commit) if args.rss_worker == "baseline" else runtime.detections
     raw = load_outputs(args.outputs)
-    (height, width), = args.sizes
+    ((height, width),) = args.sizes
     module.paste_detections(raw, 0, 8, 8).to_json("warm-up")  # imports and caches outside the measure
     before = status_kib("VmRSS")
     module.paste_detections(raw, 0, height, width).to_json("frame")
@@ -220,18 +230,22 @@ def main(argv=None) -> int:
                 cpu_ms = timed_ms(steps(baseline, raw, height, width), size_repeats, progress)
                 compact = runtime.detections.paste_detections(raw, 0, height, width)
                 dense_bytes = len(compact) * height * width
-                results.append({
-                    "image_hw": [height, width],
-                    "repeats": size_repeats,
-                    "cpu_ms": cpu_ms,
-                    "paste_rle_over_baseline_paste": round(cpu_ms["paste_rle"]["median"] / cpu_ms["baseline_paste"]["median"], 3),
-                    "dense_mask_bytes": dense_bytes,
-                    "compact_mask_bytes": compact.mask_nbytes,
-                    "compact_over_dense": round(compact.mask_nbytes / dense_bytes, 5),
-                    "set_pixels_share": round(sum(int(compact.crop(i).mask.sum()) for i in range(len(compact))) / dense_bytes, 5),
-                    "peak_rss_growth_mib": {kind: peak_rss_growth_mib(kind, outputs, args.baseline_commit, height, width)
-                                            for kind in ("baseline", "compact")},
-                })
+                results.append(
+                    {
+                        "image_hw": [height, width],
+                        "repeats": size_repeats,
+                        "cpu_ms": cpu_ms,
+                        "paste_rle_over_baseline_paste": round(cpu_ms["paste_rle"]["median"] / cpu_ms["baseline_paste"]["median"], 3),
+                        "dense_mask_bytes": dense_bytes,
+                        "compact_mask_bytes": compact.mask_nbytes,
+                        "compact_over_dense": round(compact.mask_nbytes / dense_bytes, 5),
+                        "set_pixels_share": round(sum(int(compact.crop(i).mask.sum()) for i in range(len(compact))) / dense_bytes, 5),
+                        "peak_rss_growth_mib": {
+                            kind: peak_rss_growth_mib(kind, outputs, args.baseline_commit, height, width)
+                            for kind in ("baseline", "compact")
+                        },
+                    }
+                )
     machine = machine_details()
     report = {
         "what": "one image's masks from the graph's outputs: paste (and COCO RLE), dense planes at the baseline commit against compact crops",

@@ -26,8 +26,19 @@ from yolact.evaluation import evaluate_detector
 from contract.files import write_text
 
 from .machine import cpu_description, machine_details, machine_tag
-from .variants import (REFERENCE, SPECS, add_dataset_options, add_int8_options, export_graphs, int8_recipe,
-                       load_or_recipe, open_variant, resolve_dataset, set_threads, skip_reason)
+from .variants import (
+    REFERENCE,
+    SPECS,
+    add_dataset_options,
+    add_int8_options,
+    export_graphs,
+    int8_recipe,
+    load_or_recipe,
+    open_variant,
+    resolve_dataset,
+    set_threads,
+    skip_reason,
+)
 
 PROG = "python -m benchmarks.parity"
 RESULTS = Path(__file__).parent / "results"
@@ -62,8 +73,9 @@ def markdown_table(report: dict) -> str:
 
 def parse_args(argv) -> argparse.Namespace:
     parser = entry_parser(PROG, __doc__)
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
-                        help=f"checkpoint (default: {DEFAULT_WEIGHTS}, what python -m train leaves)")
+    parser.add_argument(
+        "--weights", type=Path, default=DEFAULT_WEIGHTS, help=f"checkpoint (default: {DEFAULT_WEIGHTS}, what python -m train leaves)"
+    )
     parser.add_argument("--recipe-weights", action="store_true", help="the authors' recipe weights instead of --weights")
     parser.add_argument("--config", help="config name (default: the checkpoint's own; yolact_small with --recipe-weights)")
     parser.add_argument("--variants", nargs="+", choices=sorted(SPECS), default=list(SPECS), metavar="VARIANT")
@@ -85,15 +97,18 @@ def parse_args(argv) -> argparse.Namespace:
     return args
 
 
-def measure(args: argparse.Namespace, model, weights: Path | None, dataset: CocoDataset, runnable: list[str]) -> dict[str, dict[str, float]]:
+def measure(
+    args: argparse.Namespace, model, weights: Path | None, dataset: CocoDataset, runnable: list[str]
+) -> dict[str, dict[str, float]]:
     """Each runnable variant's METRICS on ``dataset`` (graphs exported once into a scratch folder)."""
     metrics = {}
     with tempfile.TemporaryDirectory(prefix="yolact-parity-") as scratch:
         graphs = export_graphs(model, Path(scratch), [SPECS[name] for name in runnable], int8_recipe(args))
         for name in runnable:
             # A model of its own per PyTorch variant: a variant may move it or change its memory layout.
-            variant = open_variant(SPECS[name], lambda: load_or_recipe(args.config, weights, args.device), graphs,
-                                   args.device, args.threads)
+            variant = open_variant(
+                SPECS[name], lambda: load_or_recipe(args.config, weights, args.device), graphs, args.device, args.threads
+            )
             print(f"{name} on {variant.executed_on}")
             result = evaluate_detector(variant.detect, dataset, batch_size=8, max_images=args.max_images)
             metrics[name] = {k: float(result.metrics[k]) for k in METRICS}
@@ -136,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "weights": "authors' recipe weights" if weights is None else str(weights),
         "dataset": str(args.annotations),
         "images": min(len(dataset), args.max_images or len(dataset)),
-        "where": machine["gpu"]["name"] if machine["gpu"] and args.device.startswith("cuda") else f"{cpu_description(machine)}, {machine['threads']} threads",
+        "where": machine["gpu"]["name"]
+        if machine["gpu"] and args.device.startswith("cuda")
+        else f"{cpu_description(machine)}, {machine['threads']} threads",
         "tolerance_ap_points": tolerances,
         "variants": rows,
         "skipped": skipped,

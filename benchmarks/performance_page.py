@@ -96,24 +96,32 @@ def targets(report: dict, batch: int, baseline: dict, parity: dict | None) -> li
     if reduced:
         best = min(reduced, key=lambda r: r["ms"]["total"]["median"])
         delta = parity_delta(parity, best["variant"])
-        out.append(f"- Best reduced-precision path: {best['variant']}, {base_ms / best['ms']['total']['median']:.2f}x PyTorch eager"
-                   + (f"; its mask AP moves by {delta} points in parity{parity_on}." if delta is not None else "."))
+        out.append(
+            f"- Best reduced-precision path: {best['variant']}, {base_ms / best['ms']['total']['median']:.2f}x PyTorch eager"
+            + (f"; its mask AP moves by {delta} points in parity{parity_on}." if delta is not None else ".")
+        )
     for r in rows:
         if "postprocess_and_paste_share" in r:
             in_graph = r["in_graph_postprocess_ms"]
-            out.append(f"- Post-processing (in the graph, {in_graph:.1f} ms: the part of the {r['variant']} graph after its "
-                       f"last convolutions, timed alone) plus paste ({r['ms']['paste']['median']:.1f} ms): "
-                       f"{100 * r['postprocess_and_paste_share']:.1f}% of end to end.")
+            out.append(
+                f"- Post-processing (in the graph, {in_graph:.1f} ms: the part of the {r['variant']} graph after its "
+                f"last convolutions, timed alone) plus paste ({r['ms']['paste']['median']:.1f} ms): "
+                f"{100 * r['postprocess_and_paste_share']:.1f}% of end to end."
+            )
             floor_ms = r["network_ms"] + r["ms"]["decode_upload"]["median"] + r["ms"]["paste"]["median"]
-            out.append(f"- Ceiling of {r['variant']}: the rest of its graph (preprocessing and network) takes "
-                       f"{r['network_ms']:.1f} ms; with decode and paste, and no post-processing at all, it would be "
-                       f"{base_ms / floor_ms:.2f}x PyTorch eager.")
+            out.append(
+                f"- Ceiling of {r['variant']}: the rest of its graph (preprocessing and network) takes "
+                f"{r['network_ms']:.1f} ms; with decode and paste, and no post-processing at all, it would be "
+                f"{base_ms / floor_ms:.2f}x PyTorch eager."
+            )
     traditional = at_batch(report, "pytorch_fp32_traditional_nms", batch)
     if traditional:
         saved = traditional["ms"]["graph"]["median"] - baseline["ms"]["graph"]["median"]
         delta = parity_delta(parity, "pytorch_fp32_traditional_nms")
-        out.append(f"- Fast NMS vs traditional NMS (paper, Table 2a: 11.8 ms faster, -0.1 AP): Fast NMS is {saved:.1f} ms faster per batch"
-                   + (f"; traditional NMS scores {delta} mask AP points against it in parity{parity_on}." if delta is not None else "."))
+        out.append(
+            f"- Fast NMS vs traditional NMS (paper, Table 2a: 11.8 ms faster, -0.1 AP): Fast NMS is {saved:.1f} ms faster per batch"
+            + (f"; traditional NMS scores {delta} mask AP points against it in parity{parity_on}." if delta is not None else ".")
+        )
     return out
 
 
@@ -149,7 +157,7 @@ def yolact_plus_training_section(runs: list[tuple[str, dict]], default: tuple[st
     ranked by mask score or by box score) and the two targets of the YOLACT++ issue."""
     lines = [
         "**YOLACT++ training** (`python -m benchmarks.train_cpu --config yolact_plus_small ...`, embedded val split; "
-        "\"mask AP, box scores\" ranks the same masks by box score, i.e. the model without re-scoring):",
+        '"mask AP, box scores" ranks the same masks by box score, i.e. the model without re-scoring):',
         "",
         "| run | command | iterations | minutes | machine | box AP | mask AP (re-scored) | mask AP (box scores) | re-scoring |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -161,7 +169,8 @@ def yolact_plus_training_section(runs: list[tuple[str, dict]], default: tuple[st
             f"| `{name}` | `{record['command']}` | {record['iterations']} | {record['wall_seconds'] / 60:.1f} | "
             f"{cpu_description(record['machine'])}, {record['machine']['cores']} cores, {record['precision']} | {m['box/AP']:.3f} | "
             f"{m['mask/AP']:.3f} | {box_scored if box_scored is None else f'{box_scored:.3f}'} | "
-            + ("-" if box_scored is None else f"{100 * (m['mask/AP'] - box_scored):+.2f} points") + " |"
+            + ("-" if box_scored is None else f"{100 * (m['mask/AP'] - box_scored):+.2f} points")
+            + " |"
         )
     if default:
         baseline = default[1]["metrics"]["mask/AP"]
@@ -179,9 +188,14 @@ def yolact_plus_training_section(runs: list[tuple[str, dict]], default: tuple[st
 
 
 def mask_rescoring_section(name: str, report: dict) -> list[str]:
-    return [f"**Why re-scoring helps or not** (`python -m benchmarks.mask_rescoring`, `{name}`, scatter plot in "
-            f"`{Path(name).stem}.png`): how well the mask-IoU head's predicted IoU, the box score and their product "
-            "follow each mask's actual IoU.", "", *mask_rescoring_markdown(report).splitlines(), ""]
+    return [
+        f"**Why re-scoring helps or not** (`python -m benchmarks.mask_rescoring`, `{name}`, scatter plot in "
+        f"`{Path(name).stem}.png`): how well the mask-IoU head's predicted IoU, the box score and their product "
+        "follow each mask's actual IoU.",
+        "",
+        *mask_rescoring_markdown(report).splitlines(),
+        "",
+    ]
 
 
 def budget_context(run: dict, default: dict) -> str:
@@ -192,24 +206,36 @@ def budget_context(run: dict, default: dict) -> str:
     default_pace = default["train_seconds"] / max(1, default["iterations"])
     nearest = min(default["evaluations"], key=lambda e: abs(e["iteration"] - run["iterations"]), default=None)
     undecayed = nearest is not None and nearest["iteration"] < get_config(default["options"]["config"]).lr_steps[0]
-    at_same_length = "" if nearest is None else (
-        f" At its evaluation nearest {run['iterations']} iterations ({nearest['iteration']}"
-        f"{', learning rate not yet decayed' if undecayed else ''}) "
-        f"the default run's mask AP was {nearest['mask/AP']:.3f}.")
-    slower = (f" Each of its iterations cost {pace / default_pace:.1f}x the default's, most of the difference being the "
-              "backward of its deformable convolution (torchvision's CPU kernel; see the YOLACT++ config notes)."
-              if pace > default_pace else "")
-    return (f"It ran {run['iterations']} iterations ({100 * run['iterations'] / config.max_iter:.0f}% of {config.name}'s "
-            f"{config.max_iter}) at {pace:.2f} s each on {cpu_description(run['machine'])} ({run['precision']}); the default run "
-            f"ran {default['iterations']} at {default_pace:.2f} s each on {cpu_description(default['machine'])} ({default['precision']})."
-            + at_same_length + slower)
+    at_same_length = (
+        ""
+        if nearest is None
+        else (
+            f" At its evaluation nearest {run['iterations']} iterations ({nearest['iteration']}"
+            f"{', learning rate not yet decayed' if undecayed else ''}) "
+            f"the default run's mask AP was {nearest['mask/AP']:.3f}."
+        )
+    )
+    slower = (
+        f" Each of its iterations cost {pace / default_pace:.1f}x the default's, most of the difference being the "
+        "backward of its deformable convolution (torchvision's CPU kernel; see the YOLACT++ config notes)."
+        if pace > default_pace
+        else ""
+    )
+    return (
+        f"It ran {run['iterations']} iterations ({100 * run['iterations'] / config.max_iter:.0f}% of {config.name}'s "
+        f"{config.max_iter}) at {pace:.2f} s each on {cpu_description(run['machine'])} ({run['precision']}); the default run "
+        f"ran {default['iterations']} at {default_pace:.2f} s each on {cpu_description(default['machine'])} ({default['precision']})."
+        + at_same_length
+        + slower
+    )
 
 
 def fastest(report: dict, int8: bool) -> dict | None:
     """The fastest exact (FP32, not PyTorch) or INT8 variant at the report's smallest batch."""
     batch = min(r["batch"] for r in report["results"])
-    rows = [r for r in report["results"] if r["batch"] == batch and r["backend"] != "pytorch"
-            and r["precision"] == ("int8" if int8 else EXACT)]
+    rows = [
+        r for r in report["results"] if r["batch"] == batch and r["backend"] != "pytorch" and r["precision"] == ("int8" if int8 else EXACT)
+    ]
     return min(rows, key=lambda r: r["ms"]["total"]["median"]) if rows else None
 
 
@@ -222,15 +248,21 @@ def yolact_plus_speed_section(plus: tuple[str, dict], base: tuple[str, dict]) ->
         if mine is None or theirs is None:
             continue
         ratio = mine["ms"]["total"]["median"] / theirs["ms"]["total"]["median"]
-        lines.append(f"- Fastest {what} path: {plus[1]['config']} {mine['variant']} {mine['ms']['total']['median']:.0f} ms, "
-                     f"{base[1]['config']} {theirs['variant']} {theirs['ms']['total']['median']:.0f} ms: {ratio:.2f}x "
-                     f"({'met' if ratio <= 1.5 else 'missed'}: target within 1.5x).")
+        lines.append(
+            f"- Fastest {what} path: {plus[1]['config']} {mine['variant']} {mine['ms']['total']['median']:.0f} ms, "
+            f"{base[1]['config']} {theirs['variant']} {theirs['ms']['total']['median']:.0f} ms: {ratio:.2f}x "
+            f"({'met' if ratio <= 1.5 else 'missed'}: target within 1.5x)."
+        )
     return lines + [""]
 
 
 def deform_conv_section(name: str, report: dict) -> list[str]:
-    return [f"**Deformable convolutions alone** (`python -m benchmarks.deform_conv`, `{name}`):", "",
-            *deform_conv_markdown(report).splitlines(), ""]
+    return [
+        f"**Deformable convolutions alone** (`python -m benchmarks.deform_conv`, `{name}`):",
+        "",
+        *deform_conv_markdown(report).splitlines(),
+        "",
+    ]
 
 
 def cpp_section(name: str, report: dict) -> list[str]:

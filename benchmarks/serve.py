@@ -88,13 +88,16 @@ def segment_one(segmenter: runtime.Segmenter, images: list[np.ndarray]) -> tuple
     started = time.perf_counter()
     raw = segmenter.infer(np.stack(images))
     graph_s = time.perf_counter() - started
-    detections = [runtime.paste_detections(raw, i, *image.shape[:2], segmenter.score_threshold, segmenter.class_names)
-                  for i, image in enumerate(images)]
+    detections = [
+        runtime.paste_detections(raw, i, *image.shape[:2], segmenter.score_threshold, segmenter.class_names)
+        for i, image in enumerate(images)
+    ]
     return detections, graph_s
 
 
-def in_process(graph: Path, images: list[np.ndarray], batches: list[int], seconds: float, threads: int,
-               reference_images: Sequence[np.ndarray] = ()) -> tuple[list[dict], list[runtime.Detections]]:
+def in_process(
+    graph: Path, images: list[np.ndarray], batches: list[int], seconds: float, threads: int, reference_images: Sequence[np.ndarray] = ()
+) -> tuple[list[dict], list[runtime.Detections]]:
     """images/s and the graph's ms per batch of the in-process runtime at each batch size (batches of
     ``images``, one size), and its detections of every one of ``reference_images`` (the reference for the
     server's)."""
@@ -131,8 +134,15 @@ class ClientTally:
     finished_at: float = 0.0
 
 
-def client_loop(url: str, images: list[np.ndarray], references: list[runtime.Detections], offset: int, start: StartLine,
-                tally: ClientTally, timeout_s: float) -> None:
+def client_loop(
+    url: str,
+    images: list[np.ndarray],
+    references: list[runtime.Detections],
+    offset: int,
+    start: StartLine,
+    tally: ClientTally,
+    timeout_s: float,
+) -> None:
     with runtime.Segmenter(url, batch_size=1, timeout_s=timeout_s) as segmenter:
         start.connected.wait(timeout=STRAGGLER_TIMEOUT_S)
         start.go.wait(timeout=STRAGGLER_TIMEOUT_S)
@@ -170,14 +180,23 @@ def metric_means(before: dict[str, float], after: dict[str, float]) -> dict[str,
     }
 
 
-def run_cell(server: ServerProcess, protocol: str, clients: int, images: list[np.ndarray], references: list[runtime.Detections],
-             seconds: float, timeout_s: float) -> dict:
+def run_cell(
+    server: ServerProcess,
+    protocol: str,
+    clients: int,
+    images: list[np.ndarray],
+    references: list[runtime.Detections],
+    seconds: float,
+    timeout_s: float,
+) -> dict:
     """``clients`` clients for ``seconds``; client i sends images[i], images[i + 1], ... (sizes interleave
     when ``images`` alternates them)."""
     tallies = [ClientTally() for _ in range(clients)]
     start = StartLine(threading.Barrier(clients + 1))
-    threads = [threading.Thread(target=client_loop, args=(server.url(protocol), images, references, index, start, tally, timeout_s))
-               for index, tally in enumerate(tallies)]
+    threads = [
+        threading.Thread(target=client_loop, args=(server.url(protocol), images, references, index, start, tally, timeout_s))
+        for index, tally in enumerate(tallies)
+    ]
     for thread in threads:
         thread.start()
     start.connected.wait(timeout=STRAGGLER_TIMEOUT_S)
@@ -244,20 +263,25 @@ def mixed_size_targets(servers: list[dict]) -> list[dict]:
     targets = []
     for setup in servers:
         for mixed in (cell for cell in setup["cells"] if cell["mixed_sizes"]):
-            (same,) = [cell for cell in setup["cells"]
-                       if not cell["mixed_sizes"] and (cell["protocol"], cell["clients"]) == (mixed["protocol"], mixed["clients"])]
+            (same,) = [
+                cell
+                for cell in setup["cells"]
+                if not cell["mixed_sizes"] and (cell["protocol"], cell["clients"]) == (mixed["protocol"], mixed["clients"])
+            ]
             ratio = mixed["images_per_s"] / same["images_per_s"] if same["images_per_s"] else 0.0
             executions_per_request = mixed["executions"] / mixed["server_requests"] if mixed["server_requests"] else 1.0
-            targets.append({
-                "cell": f"{setup['label']}, {mixed['protocol']}, {mixed['clients']} clients",
-                "requests": mixed["server_requests"],
-                "executions": mixed["executions"],
-                "executions_per_request": round(executions_per_request, 3),
-                "same_size_images_per_s": same["images_per_s"],
-                "mixed_images_per_s": mixed["images_per_s"],
-                "ratio": round(ratio, 3),
-                "met": executions_per_request <= MIXED_MAX_EXECUTIONS_PER_REQUEST and ratio >= MIXED_TARGET_RATIO,
-            })
+            targets.append(
+                {
+                    "cell": f"{setup['label']}, {mixed['protocol']}, {mixed['clients']} clients",
+                    "requests": mixed["server_requests"],
+                    "executions": mixed["executions"],
+                    "executions_per_request": round(executions_per_request, 3),
+                    "same_size_images_per_s": same["images_per_s"],
+                    "mixed_images_per_s": mixed["images_per_s"],
+                    "ratio": round(ratio, 3),
+                    "met": executions_per_request <= MIXED_MAX_EXECUTIONS_PER_REQUEST and ratio >= MIXED_TARGET_RATIO,
+                }
+            )
     return targets
 
 
@@ -287,22 +311,29 @@ def markdown(report: dict) -> str:
 
     target = report["target"]
     load = report["machine"]["load_average_1_5_15_min"]
-    return "\n".join([
-        f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]} images, {report['where']} "
-        f"(load average {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end)",
-        "",
-        f"In-process runtime before the servers: {rates(report['in_process'])}; after them: {rates(report['in_process_after_servers'])}.",
-        "",
-        *table(report),
-        "",
-        f"Target (16 clients, dynamic batching, >= {TARGET_RATIO}x the in-process best): best {target['best_images_per_s']:.2f} images/s "
-        f"({target['best_cell']}) = {target['ratio']:.2f}x: {'met' if target['met'] else 'missed'}.",
-        *(f"\nMixed image sizes ({mixed['cell']}; target <= {MIXED_MAX_EXECUTIONS_PER_REQUEST} executions per request, >= "
-          f"{MIXED_TARGET_RATIO}x the same-size cell): {mixed['requests']} requests in {mixed['executions']} executions "
-          f"({mixed['executions_per_request']:.2f} per request), {mixed['mixed_images_per_s']:.2f} against {mixed['same_size_images_per_s']:.2f} "
-          f"images/s of one size = {mixed['ratio']:.2f}x: {'met' if mixed['met'] else 'missed'}."
-          for mixed in report.get("mixed_size_targets", [])),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"{report['config']}, {report['image_hw'][0]}x{report['image_hw'][1]} images, {report['where']} "
+                f"(load average {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end)",
+                "",
+                f"In-process runtime before the servers: {rates(report['in_process'])}; after them: {rates(report['in_process_after_servers'])}.",
+                "",
+                *table(report),
+                "",
+                f"Target (16 clients, dynamic batching, >= {TARGET_RATIO}x the in-process best): best {target['best_images_per_s']:.2f} images/s "
+                f"({target['best_cell']}) = {target['ratio']:.2f}x: {'met' if target['met'] else 'missed'}.",
+                *(
+                    f"\nMixed image sizes ({mixed['cell']}; target <= {MIXED_MAX_EXECUTIONS_PER_REQUEST} executions per request, >= "
+                    f"{MIXED_TARGET_RATIO}x the same-size cell): {mixed['requests']} requests in {mixed['executions']} executions "
+                    f"({mixed['executions_per_request']:.2f} per request), {mixed['mixed_images_per_s']:.2f} against {mixed['same_size_images_per_s']:.2f} "
+                    f"images/s of one size = {mixed['ratio']:.2f}x: {'met' if mixed['met'] else 'missed'}."
+                    for mixed in report.get("mixed_size_targets", [])
+                ),
+            ]
+        )
+        + "\n"
+    )
 
 
 def parse_args(argv) -> argparse.Namespace:
@@ -317,13 +348,22 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=positive_int, default=8, help="the server's max batch")
     parser.add_argument("--queue-delay-us", type=non_negative_int, default=2000, help="the dynamic batcher's queue delay")
     parser.add_argument("--threads", type=positive_int, default=2, help="intra-op threads, split among the server's instances")
-    parser.add_argument("--client-timeout", type=positive_float, default=120.0,
-                        help="seconds a client waits for an answer (16 clients queue behind each other on a slow model)")
+    parser.add_argument(
+        "--client-timeout",
+        type=positive_float,
+        default=120.0,
+        help="seconds a client waits for an answer (16 clients queue behind each other on a slow model)",
+    )
     parser.add_argument("--image-size", default="480x640", help="HxW of the images")
     parser.add_argument("--images", type=positive_int, default=4, help="distinct images (of each size) rotated through the requests")
-    parser.add_argument("--mixed-sizes", type=size_hw, nargs="*", default=[size_hw(text) for text in DEFAULT_MIXED_SIZES],
-                        help=f"HxW sizes sent interleaved in each dynamic-batching server's mixed-size cell "
-                             f"(default {' '.join(DEFAULT_MIXED_SIZES)}; none: no such cell)")
+    parser.add_argument(
+        "--mixed-sizes",
+        type=size_hw,
+        nargs="*",
+        default=[size_hw(text) for text in DEFAULT_MIXED_SIZES],
+        help=f"HxW sizes sent interleaved in each dynamic-batching server's mixed-size cell "
+        f"(default {' '.join(DEFAULT_MIXED_SIZES)}; none: no such cell)",
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.height, args.width = image_size(parser, args.image_size)
@@ -342,16 +382,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_or_recipe(args.config, None, "cpu")
         graph = export_graphs(model, Path(scratch), [SPECS["onnxruntime_fp32"]], None).path("onnx", False)
         in_process_rows, references = in_process(graph, images, args.batches, args.seconds, args.threads, images + mixed_images)
-        requests = Requests(images, references[:len(images)], mixed_images, references[len(images):])
+        requests = Requests(images, references[: len(images)], mixed_images, references[len(images) :])
         mixed_cells = sum(setup.dynamic_batching for setup in setups) * len(args.protocols) * bool(mixed_images)
         with tqdm(total=len(setups) * len(args.protocols) * len(args.clients) + mixed_cells, desc="serve", unit="cell") as progress:
-            servers = [served_cells(args, setup, graph, Path(scratch) / f"server{number}.log", requests, progress)
-                       for number, setup in enumerate(setups)]
+            servers = [
+                served_cells(args, setup, graph, Path(scratch) / f"server{number}.log", requests, progress)
+                for number, setup in enumerate(setups)
+            ]
         # Timed again after the servers: on a shared machine the baseline is the better of the two.
         in_process_after, _ = in_process(graph, images, args.batches, args.seconds, args.threads)
     # The machine may be shared: its load while the run went is part of the figures' context.
-    machine = {**machine_details(), "threads": args.threads, "load_average_1_5_15_min": {"start": load_before, "end": os.getloadavg()},
-               "serving_packages": package_versions(("nvidia-pytriton", "tritonclient", "grpcio", "onnxruntime"))}
+    machine = {
+        **machine_details(),
+        "threads": args.threads,
+        "load_average_1_5_15_min": {"start": load_before, "end": os.getloadavg()},
+        "serving_packages": package_versions(("nvidia-pytriton", "tritonclient", "grpcio", "onnxruntime")),
+    }
     report = serving_report(args, machine, in_process_rows, in_process_after, servers)
     stem = args.out_dir / f"serve_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
     write_report(stem, report, markdown(report), serve_chart)
@@ -374,8 +420,17 @@ def served_cells(args: argparse.Namespace, setup: ServerSetup, graph: Path, log:
     (for a dynamic-batching server, the mixed-size cell right after the same-size one of the most clients,
     which it is compared with), then the server drained; its row of the report."""
     threads = max(1, args.threads // setup.instances)
-    options = ["--instances", str(setup.instances), "--threads", str(threads), "--max-batch", str(args.max_batch),
-               "--queue-delay-us", str(args.queue_delay_us), *([] if setup.dynamic_batching else ["--no-dynamic-batching"])]
+    options = [
+        "--instances",
+        str(setup.instances),
+        "--threads",
+        str(threads),
+        "--max-batch",
+        str(args.max_batch),
+        "--queue-delay-us",
+        str(args.queue_delay_us),
+        *([] if setup.dynamic_batching else ["--no-dynamic-batching"]),
+    ]
     server = ServerProcess(graph, log, options).start()
     try:
         results = []
@@ -391,17 +446,29 @@ def served_cells(args: argparse.Namespace, setup: ServerSetup, graph: Path, log:
         status = server.terminate()
     finally:
         server.kill()
-    return {"label": setup.label, "dynamic_batching": setup.dynamic_batching, "instances": setup.instances,
-            "threads_per_instance": threads, "drained_exit_status": status, "cells": results}
+    return {
+        "label": setup.label,
+        "dynamic_batching": setup.dynamic_batching,
+        "instances": setup.instances,
+        "threads_per_instance": threads,
+        "drained_exit_status": status,
+        "cells": results,
+    }
 
 
-def serving_report(args: argparse.Namespace, machine: dict, in_process_rows: list[dict], in_process_after: list[dict],
-                   servers: list[dict]) -> dict:
+def serving_report(
+    args: argparse.Namespace, machine: dict, in_process_rows: list[dict], in_process_after: list[dict], servers: list[dict]
+) -> dict:
     """The report: the in-process baseline (the better of before and after the servers), every server's
     cells, and the best dynamically batched cell at the most clients against the target ratio."""
     best = max(in_process_rows + in_process_after, key=lambda row: row["images_per_s"])
-    loaded = [(setup, cell) for setup in servers if setup["dynamic_batching"] for cell in setup["cells"]
-              if cell["clients"] == max(args.clients) and not cell["mixed_sizes"]]
+    loaded = [
+        (setup, cell)
+        for setup in servers
+        if setup["dynamic_batching"]
+        for cell in setup["cells"]
+        if cell["clients"] == max(args.clients) and not cell["mixed_sizes"]
+    ]
     best_setup, best_cell = max(loaded, key=lambda pair: pair[1]["images_per_s"]) if loaded else (None, None)
     return {
         "what": "one image per request, each client pasting its own detections; in-process: Segmenter.infer then the paste, one caller",

@@ -185,9 +185,15 @@ def trackeval_scores(truths: list[Truth], answers: list[Tracked], similarity: st
     clear = trackeval.metrics.CLEAR(config).eval_sequence(data)
     identity = trackeval.metrics.Identity(config).eval_sequence(data)
     return {
-        "HOTA": float(np.mean(hota["HOTA"])), "DetA": float(np.mean(hota["DetA"])), "AssA": float(np.mean(hota["AssA"])),
-        "MOTA": float(clear["MOTA"]), "IDF1": float(identity["IDF1"]), "IDSW": int(clear["IDSW"]),
-        "Frag": int(clear["Frag"]), "MT": int(clear["MT"]), "ML": int(clear["ML"]),
+        "HOTA": float(np.mean(hota["HOTA"])),
+        "DetA": float(np.mean(hota["DetA"])),
+        "AssA": float(np.mean(hota["AssA"])),
+        "MOTA": float(clear["MOTA"]),
+        "IDF1": float(identity["IDF1"]),
+        "IDSW": int(clear["IDSW"]),
+        "Frag": int(clear["Frag"]),
+        "MT": int(clear["MT"]),
+        "ML": int(clear["ML"]),
     }
 
 
@@ -223,8 +229,14 @@ def evaluate(truths: list[Truth], answers: list[Tracked]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     trackers = {GLUE: None, **SETTINGS}
-    report: dict[str, Any] = {"model": str(args.model), "frames": args.frames, "fps": FPS, "videos": {}, "settings": {
-        name: asdict(settings) for name, settings in SETTINGS.items()}, "default": default_name()}
+    report: dict[str, Any] = {
+        "model": str(args.model),
+        "frames": args.frames,
+        "fps": FPS,
+        "videos": {},
+        "settings": {name: asdict(settings) for name, settings in SETTINGS.items()},
+        "default": default_name(),
+    }
     lowest = min(settings.feed_threshold for settings in SETTINGS.values())
     with Segmenter(args.model, threads=args.threads) as segmenter, tempfile.TemporaryDirectory() as folder:
         report["backend"] = f"{segmenter.backend_name} on {segmenter.executed_on} ({segmenter.precision})"
@@ -235,9 +247,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 path, truths = make_video(scenario, seed, Path(folder))
                 videos[name] = (scenario, seed, truths, segment_video(segmenter, path, lowest, bar))
     for name, (scenario, seed, truths, frames) in videos.items():
-        entry = {"scenario": asdict(scenario), "seed": seed, "identities": len({int(v) for t in truths for v in t.ids}),
-                 "occluded_share": occlusion_share(truths),
-                 "ground_truth_mask_stability": mask_stability([(t.ids, t.rles) for t in truths]), "trackers": {}}
+        entry = {
+            "scenario": asdict(scenario),
+            "seed": seed,
+            "identities": len({int(v) for t in truths for v in t.ids}),
+            "occluded_share": occlusion_share(truths),
+            "ground_truth_mask_stability": mask_stability([(t.ids, t.rles) for t in truths]),
+            "trackers": {},
+        }
         for tracker_name, settings in tqdm(trackers.items(), desc=f"tracking {name}", unit="setting"):
             answers = track_plain_glue(frames) if settings is None else track_ours(frames, settings)
             entry["trackers"][tracker_name] = evaluate(truths, answers)
@@ -253,21 +270,27 @@ def default_name() -> str:
 
 def markdown(report: dict[str, Any], machine: dict) -> str:
     lines = [
-        f"# Tracking on embedded shape videos ({report['frames']} frames each)", "",
+        f"# Tracking on embedded shape videos ({report['frames']} frames each)",
+        "",
         f"Model `{report['model']}`, {report['backend']}; machine: {cpu_description(machine)}, {machine['cores']} cores.",
         f"Runtime default tracker setting: **{report['default']}**. Metrics: TrackEval 1.0.0 (box IoU vs visible-mask "
-        "boxes; mask-IoU IDF1 beside it). Stability: mean IoU of a track's masks on consecutive frames.", "",
+        "boxes; mask-IoU IDF1 beside it). Stability: mean IoU of a track's masks on consecutive frames.",
+        "",
     ]
     for name, video in report["videos"].items():
         lines += [
             f"## {name}: {video['identities']} identities, {video['occluded_share']:.0%} of them at some point less than "
-            f"half visible; ground-truth mask stability {video['ground_truth_mask_stability']:.3f}", "",
-            "| tracker | HOTA | MOTA | IDF1 | ID switches | IDF1 (mask IoU) | mask stability |", "|---|---|---|---|---|---|---|",
+            f"half visible; ground-truth mask stability {video['ground_truth_mask_stability']:.3f}",
+            "",
+            "| tracker | HOTA | MOTA | IDF1 | ID switches | IDF1 (mask IoU) | mask stability |",
+            "|---|---|---|---|---|---|---|",
         ]
         for tracker_name, scores in video["trackers"].items():
             box = scores["box"]
-            lines.append(f"| {tracker_name} | {box['HOTA']:.3f} | {box['MOTA']:.3f} | {box['IDF1']:.3f} | {box['IDSW']} | "
-                         f"{scores['mask']['IDF1']:.3f} | {scores['mask_stability']:.3f} |")
+            lines.append(
+                f"| {tracker_name} | {box['HOTA']:.3f} | {box['MOTA']:.3f} | {box['IDF1']:.3f} | {box['IDSW']} | "
+                f"{scores['mask']['IDF1']:.3f} | {scores['mask_stability']:.3f} |"
+            )
         lines.append("")
     lines.append("Settings: " + "; ".join(f"{name}: {json.dumps(values)}" for name, values in report["settings"].items()))
     return "\n".join(lines) + "\n"

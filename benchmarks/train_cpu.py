@@ -54,9 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = RESULTS / f"train_{started.strftime('%Y%m%d_%H%M%S')}.json"
     write_text(path, json.dumps(record, indent=2) + "\n")
     write_bytes(path.with_name(f"{path.stem}_curves.png"), (result.out / "curves.png").read_bytes())
-    print(f"{path}: {result.iteration} iterations in {wall / 60:.1f} min; "
-          f"mask AP {result.metrics.get('mask/AP', float('nan')):.3f}, "
-          f"mask AP50 {result.metrics.get('mask/AP50', float('nan')):.3f}, box AP {result.metrics.get('box/AP', float('nan')):.3f}")
+    print(
+        f"{path}: {result.iteration} iterations in {wall / 60:.1f} min; "
+        f"mask AP {result.metrics.get('mask/AP', float('nan')):.3f}, "
+        f"mask AP50 {result.metrics.get('mask/AP50', float('nan')):.3f}, box AP {result.metrics.get('box/AP', float('nan')):.3f}"
+    )
     return 0
 
 

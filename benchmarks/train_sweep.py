@@ -41,8 +41,9 @@ def summarise(name: str, options: list[str], out: Path, returncode: int) -> dict
     rows = read_log(out / "log.jsonl") if (out / "log.jsonl").exists() else []
     evals = [{"iteration": r["iteration"], **{m: round(r[m], 4) for m in METRICS}} for r in rows if "mask/AP" in r]
     steps = [r for r in rows if "lr" in r]
-    rates = sorted((b["time"] - a["time"]) / (b["iteration"] - a["iteration"]) for a, b in zip(steps, steps[1:])
-                   if b["iteration"] > a["iteration"])
+    rates = sorted(
+        (b["time"] - a["time"]) / (b["iteration"] - a["iteration"]) for a, b in zip(steps, steps[1:]) if b["iteration"] > a["iteration"]
+    )
     return {
         "name": name,
         "options": " ".join(options),
@@ -62,12 +63,19 @@ def finish(name: str, options: list[str], out: Path, proc: subprocess.Popen, log
 
 
 def markdown(record: dict) -> str:
-    lines = [f"Training recipes on {record['machine']['gpu']['name'] if record['machine']['gpu'] else cpu_description(record['machine'])}",
-             "", "| variant | options | precision | iterations | s/iter | box AP | mask AP | mask AP50 |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Training recipes on {record['machine']['gpu']['name'] if record['machine']['gpu'] else cpu_description(record['machine'])}",
+        "",
+        "| variant | options | precision | iterations | s/iter | box AP | mask AP | mask AP50 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for v in record["variants"]:
         final = v["final"] or {}
-        lines.append(f"| {v['name']} | `{v['options']}` | {v['precision']} | {v['iterations']} | {v['seconds_per_iteration']} | "
-                     + " | ".join(f"{final.get(m, float('nan')):.3f}" for m in METRICS) + " |")
+        lines.append(
+            f"| {v['name']} | `{v['options']}` | {v['precision']} | {v['iterations']} | {v['seconds_per_iteration']} | "
+            + " | ".join(f"{final.get(m, float('nan')):.3f}" for m in METRICS)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -92,8 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log = open(args.out / f"{name}.out", "w")
         running.append((name, options, out, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
     variants += [finish(*run) for run in running]
-    record = {"date": started.isoformat(timespec="seconds"), "machine": machine_details(),
-              "wall_seconds": round(time.monotonic() - wall, 1), "common": args.common, "variants": variants}
+    record = {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": machine_details(),
+        "wall_seconds": round(time.monotonic() - wall, 1),
+        "common": args.common,
+        "variants": variants,
+    }
     stem = RESULTS / f"train_sweep_{args.tag}_{started.strftime('%Y%m%d_%H%M%S')}"
     write_text(stem.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     write_text(stem.with_suffix(".md"), markdown(record))

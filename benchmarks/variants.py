@@ -133,8 +133,11 @@ class Int8Recipe:
 
     def record(self) -> dict:
         """The recipe as a results file states it, with what it quantizes."""
-        return {**asdict(self), "quantized": f"the network, first to final convolution: {', '.join(QUANTIZED_OPS)}",
-                "openvino_ir_int8": "NNCF post-training INT8 of the same part of the IR, on the same images (its own calibration)"}
+        return {
+            **asdict(self),
+            "quantized": f"the network, first to final convolution: {', '.join(QUANTIZED_OPS)}",
+            "openvino_ir_int8": "NNCF post-training INT8 of the same part of the IR, on the same images (its own calibration)",
+        }
 
 
 def export_graphs(model: Yolact, folder: Path, specs: list[VariantSpec], int8: Int8Recipe) -> GraphFiles:
@@ -147,8 +150,9 @@ def export_graphs(model: Yolact, folder: Path, specs: list[VariantSpec], int8: I
     if {("onnx", False), ("onnx", True)} & needed:
         export_onnx(model, files.path("onnx", False))
     if ("onnx", True) in needed:
-        quantize_int8(files.path("onnx", False), files.path("onnx", True), calibration_files(None, int8.images),
-                      int8.method, int8.keep_ends_fp32)
+        quantize_int8(
+            files.path("onnx", False), files.path("onnx", True), calibration_files(None, int8.images), int8.method, int8.keep_ends_fp32
+        )
     if ("ir", False) in needed:
         export_openvino(model, files.path("ir", False))
     if ("ir", True) in needed:
@@ -172,9 +176,17 @@ class Variant:
     compact ones), ``as_image_detections`` from those to ``ImageDetections``, and ``prepare(batch)`` for the
     part of decoding that moves images to the device."""
 
-    def __init__(self, spec: VariantSpec, executed_on: str, prepare: Callable, graph: Callable, paste: Callable,
-                 num_dets: Callable[[Any], np.ndarray], synchronize: Callable[[], None] = lambda: None,
-                 as_image_detections: Callable[[Any], ImageDetections] = lambda dets: dets):
+    def __init__(
+        self,
+        spec: VariantSpec,
+        executed_on: str,
+        prepare: Callable,
+        graph: Callable,
+        paste: Callable,
+        num_dets: Callable[[Any], np.ndarray],
+        synchronize: Callable[[], None] = lambda: None,
+        as_image_detections: Callable[[Any], ImageDetections] = lambda dets: dets,
+    ):
         self.spec = spec
         self.executed_on = executed_on
         self.prepare = prepare
@@ -200,14 +212,27 @@ def open_variant(
     if spec.backend == "pytorch":
         return _pytorch_variant(spec, load_model(), device)
     precision = "fp32" if spec.precision == "int8" else spec.precision  # the INT8 graph's other ops stay FP32
-    segmenter = runtime.Segmenter(graphs.of(spec), backend=spec.backend, device=device if spec.backend != "openvino" else None,
-                                  precision=precision, score_threshold=0.0, threads=threads)
+    segmenter = runtime.Segmenter(
+        graphs.of(spec),
+        backend=spec.backend,
+        device=device if spec.backend != "openvino" else None,
+        precision=precision,
+        score_threshold=0.0,
+        threads=threads,
+    )
 
     def as_image_detections(dets: runtime.Detections) -> ImageDetections:
         return ImageDetections(dets.boxes, dets.scores, dets.class_ids, dets.masks, dets.mask_scores)
 
-    return Variant(spec, segmenter.executed_on, lambda batch: batch, segmenter.infer, runtime.paste_detections,
-                   lambda raw: np.asarray(raw.num_dets), as_image_detections=as_image_detections)
+    return Variant(
+        spec,
+        segmenter.executed_on,
+        lambda batch: batch,
+        segmenter.infer,
+        runtime.paste_detections,
+        lambda raw: np.asarray(raw.num_dets),
+        as_image_detections=as_image_detections,
+    )
 
 
 def _pytorch_variant(spec: VariantSpec, model: Yolact, device: str) -> Variant:

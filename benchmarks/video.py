@@ -81,8 +81,7 @@ def end_to_end(segmenter: Segmenter, video: Path, out: Path, track: str | None) 
         tracker = make_tracker(track, frame_rate=source.fps)
         segment_source(segmenter, source, VideoOutputs(out, source.name, source.fps), tracker)
     video_s = time.perf_counter() - start
-    return {"frames": len(frames), "video_fps": len(frames) / video_s, "images_fps": len(frames) / images_s,
-            "ratio": images_s / video_s}
+    return {"frames": len(frames), "video_fps": len(frames) / video_s, "images_fps": len(frames) / images_s, "ratio": images_s / video_s}
 
 
 def long_stream(segmenter: Segmenter, count: int, rss_from: int, out: Path, track: str | None) -> dict[str, Any]:
@@ -105,9 +104,12 @@ def long_stream(segmenter: Segmenter, count: int, rss_from: int, out: Path, trac
     rss = np.array([s[1] for s in samples])
     after = rss[indices >= rss_from]
     return {
-        "frames": count, "rss_from_frame": rss_from, "rss_at_from_mib": float(after[0]) if len(after) else None,
+        "frames": count,
+        "rss_from_frame": rss_from,
+        "rss_at_from_mib": float(after[0]) if len(after) else None,
         "peak_after_from_mib": float(after.max()) if len(after) else None,
-        "growth_mib": float(after.max() - after[0]) if len(after) else None, "peak_mib": float(rss.max()),
+        "growth_mib": float(after.max() - after[0]) if len(after) else None,
+        "peak_mib": float(rss.max()),
         "samples": [[int(i), round(float(r), 1)] for i, r in zip(indices[:: max(1, count // 500)], rss[:: max(1, count // 500)])],
     }
 
@@ -126,8 +128,12 @@ def uhd_frame_peak(model: str, image: np.ndarray, dense: bool) -> dict[str, floa
         json.dumps(frame_record(0, 0.0, detections))
         tracked_overlay(image, detections)
         peak = rss_mib("VmHWM")
-    return {"detections": len(detections), "peak_mib": peak, "peak_over_model_mib": peak - before,
-            "mask_bytes": int(detections.mask_nbytes) if hasattr(detections, "mask_nbytes") else None}
+    return {
+        "detections": len(detections),
+        "peak_mib": peak,
+        "peak_over_model_mib": peak - before,
+        "mask_bytes": int(detections.mask_nbytes) if hasattr(detections, "mask_nbytes") else None,
+    }
 
 
 def recipe_model(folder: Path) -> Path:
@@ -165,8 +171,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scenario = VideoScenario(**{**asdict(MODERATE), "frames": args.video_frames})
         video = Path(folder) / "moderate.mp4"
         write_video(str(video), (frame.image for frame in render_video(scenario, seed=0)))
-        report["end_to_end"] = {"video": f"{scenario.width}x{scenario.height}, {args.video_frames} frames",
-                                **end_to_end(segmenter, video, Path(folder) / "out", args.track)}
+        report["end_to_end"] = {
+            "video": f"{scenario.width}x{scenario.height}, {args.video_frames} frames",
+            **end_to_end(segmenter, video, Path(folder) / "out", args.track),
+        }
         if args.stream_frames:
             report["long_stream"] = long_stream(segmenter, args.stream_frames, args.rss_from, Path(folder) / "stream", args.track)
         if not args.skip_uhd:
@@ -178,22 +186,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(report: dict[str, Any], machine: dict) -> str:
     e2e = report["end_to_end"]
     lines = [
-        "# Video speed and memory", "",
+        "# Video speed and memory",
+        "",
         f"Model `{report['model']}`, {report['backend']}, tracking: {report['track'] or 'none'}; machine: "
-        f"{cpu_description(machine)}, {machine['cores']} cores.", "",
+        f"{cpu_description(machine)}, {machine['cores']} cores.",
+        "",
         f"- End to end ({e2e['video']}): video path {e2e['video_fps']:.2f} frames/s (decode, segment, draw, write MP4 + "
         f"JSONL + MOT) vs images in batches {e2e['images_fps']:.2f} frames/s: **{e2e['ratio']:.2f}x** (target >= 0.9x).",
     ]
     if stream := report.get("long_stream"):
         growth = f"{stream['growth_mib']:.1f} MiB" if stream["growth_mib"] is not None else "n/a"
-        lines.append(f"- 1080p stream, {stream['frames']} frames: RSS {stream['rss_at_from_mib']:.1f} MiB at frame "
-                     f"{stream['rss_from_frame']}, growth after it **{growth}** (target <= 50 MB from frame 1,000 to "
-                     f"10,000), peak {stream['peak_mib']:.0f} MiB.")
+        lines.append(
+            f"- 1080p stream, {stream['frames']} frames: RSS {stream['rss_at_from_mib']:.1f} MiB at frame "
+            f"{stream['rss_from_frame']}, growth after it **{growth}** (target <= 50 MB from frame 1,000 to "
+            f"10,000), peak {stream['peak_mib']:.0f} MiB."
+        )
     if uhd := report.get("uhd_frame"):
-        lines.append(f"- One 3840x2160 frame ({uhd['model']}, {uhd['compact']['detections']} detections): peak RSS "
-                     f"{uhd['compact']['peak_mib']:.0f} MiB with compact masks (+{uhd['compact']['peak_over_model_mib']:.0f} over the "
-                     f"loaded model), {uhd['dense']['peak_mib']:.0f} MiB (+{uhd['dense']['peak_over_model_mib']:.0f}) with dense "
-                     f"planes pickled as before; stored mask bytes {uhd['compact']['mask_bytes']}.")
+        lines.append(
+            f"- One 3840x2160 frame ({uhd['model']}, {uhd['compact']['detections']} detections): peak RSS "
+            f"{uhd['compact']['peak_mib']:.0f} MiB with compact masks (+{uhd['compact']['peak_over_model_mib']:.0f} over the "
+            f"loaded model), {uhd['dense']['peak_mib']:.0f} MiB (+{uhd['dense']['peak_over_model_mib']:.0f}) with dense "
+            f"planes pickled as before; stored mask bytes {uhd['compact']['mask_bytes']}."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -32,8 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--out", type=Path, default=Path("results.json"),
-                        help="results JSON; the COCO detections go beside it as <name>_detections.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path("results.json"), help="results JSON; the COCO detections go beside it as <name>_detections.json"
+    )
     args = parser.parse_args(argv)
     if (args.images is None) != (args.annotations is None):
         parser.error("--images and --annotations go together")

@@ -71,9 +71,7 @@ class ExportModule(nn.Module):
             result = self.end_to_end.from_network_input(normalize(images.permute(0, 3, 1, 2).float(), cfg))
         else:
             result = self.end_to_end(images)
-        return tuple(
-            value.to(torch.int32) if name in INT32_OUTPUTS else value for name, value in zip(result._fields, result)
-        )
+        return tuple(value.to(torch.int32) if name in INT32_OUTPUTS else value for name, value in zip(result._fields, result))
 
 
 @dataclass
@@ -87,10 +85,7 @@ class ExportReport:
 
     def summary(self) -> str:
         ops = ", ".join(f"{op} {n}" for op, n in sorted(self.op_counts.items()))
-        return (
-            f"wrote {self.path} (opset {self.opset}, {sum(self.op_counts.values())} nodes, "
-            f"simplified by {self.simplified_by}): {ops}"
-        )
+        return f"wrote {self.path} (opset {self.opset}, {sum(self.op_counts.values())} nodes, simplified by {self.simplified_by}): {ops}"
 
 
 def prototype_size(cfg: yolact.YolactConfig) -> tuple[int, int]:
@@ -124,8 +119,9 @@ def trace_to_onnx(module: ExportModule, images: torch.Tensor, opset: int) -> onn
     """Run the dynamo exporter and bring the graph to ``opset`` (traced at ``opset`` itself from 18 on)."""
     cfg = module.end_to_end.model.cfg
     if opset < default_opset(cfg):
-        raise ExportError(f"--opset {opset}: {cfg.name} has deformable convolutions, which ONNX has as DeformConv "
-                          f"from opset {DEFORM_CONV_OPSET} on")
+        raise ExportError(
+            f"--opset {opset}: {cfg.name} has deformable convolutions, which ONNX has as DeformConv from opset {DEFORM_CONV_OPSET} on"
+        )
     trace_opset = max(opset, DYNAMO_OPSET)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -192,10 +188,7 @@ def run_onnxruntime(model: onnx.ModelProto | str | os.PathLike, images: np.ndarr
 
 
 def outputs_match(a: onnx.ModelProto, b: onnx.ModelProto, images: np.ndarray, atol: float = 1e-5) -> bool:
-    return all(
-        x.shape == y.shape and np.allclose(x, y, atol=atol)
-        for x, y in zip(run_onnxruntime(a, images), run_onnxruntime(b, images))
-    )
+    return all(x.shape == y.shape and np.allclose(x, y, atol=atol) for x, y in zip(run_onnxruntime(a, images), run_onnxruntime(b, images)))
 
 
 def model_metadata(model: Yolact, exporter: str, static_input: bool) -> dict[str, str]:

@@ -130,10 +130,10 @@ def network_op_names(ov_model) -> set[str]:
     """Names of the ops from the first convolution to the final ones (those with no convolution downstream
     but the mask-IoU head's): every op downstream of the first and upstream of a final one, both included."""
     ops = ov_model.get_ordered_ops()  # topological order
-    consumers = {op.get_friendly_name(): [t.get_node().get_friendly_name() for out in op.outputs() for t in out.get_target_inputs()]
-                 for op in ops}
-    is_conv = {op.get_friendly_name(): op.get_type_name() == NETWORK_END and MASK_IOU_HEAD not in op.get_friendly_name()
-               for op in ops}
+    consumers = {
+        op.get_friendly_name(): [t.get_node().get_friendly_name() for out in op.outputs() for t in out.get_target_inputs()] for op in ops
+    }
+    is_conv = {op.get_friendly_name(): op.get_type_name() == NETWORK_END and MASK_IOU_HEAD not in op.get_friendly_name() for op in ops}
     feeds_conv: dict[str, bool] = {}
     for op in reversed(ops):
         name = op.get_friendly_name()
@@ -160,11 +160,11 @@ def quantize_openvino(model: Yolact, out: str | os.PathLike, files: list[Path], 
     dataset = nncf.Dataset(list(calibration_batches(files, size=size)))
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        quantized = nncf.quantize(converted, dataset, subset_size=len(files),
-                                  ignored_scope=nncf.IgnoredScope(names=outside, validate=False))
+        quantized = nncf.quantize(
+            converted, dataset, subset_size=len(files), ignored_scope=nncf.IgnoredScope(names=outside, validate=False)
+        )
     exporter = f"NNCF {nncf.__version__} post-training INT8 of openvino.convert_model (OpenVINO {_openvino_version()})"
     metadata = model_metadata(model, exporter, static_input)
-    metadata[PRECISION_KEY] = (f"int8 (NNCF, the network from first to final convolution; NNCF default calibration on "
-                                    f"{len(files)} images)")
+    metadata[PRECISION_KEY] = f"int8 (NNCF, the network from first to final convolution; NNCF default calibration on {len(files)} images)"
     set_metadata(quantized, metadata)
     return save_ir(quantized, out)

@@ -125,9 +125,7 @@ def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
 
 
 def _has_qdq(trt: Any, network: Any) -> bool:
-    return any(
-        network.get_layer(i).type in (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE) for i in range(network.num_layers)
-    )
+    return any(network.get_layer(i).type in (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE) for i in range(network.num_layers))
 
 
 def _load_timing_cache(config: Any, path: Path) -> Any:

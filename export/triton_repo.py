@@ -116,18 +116,21 @@ def model_config(graph_file: Path, options: RepositoryOptions, platform: str = P
         for key, value in sorted(read_metadata(graph).items())
         if key.startswith(METADATA_PREFIX)
     ]
-    return "\n".join(
-        [
-            f"name: {quoted(options.name)}",
-            f"platform: {quoted(platform)}",
-            f"max_batch_size: {max_batch}",
-            "input [\n" + ",\n".join(map(tensor_block, inputs)) + "\n]",
-            "output [\n" + ",\n".join(map(tensor_block, outputs)) + "\n]",
-            "dynamic_batching {\n" + "\n".join(batching) + "\n}",
-            f"instance_group [\n  {{\n    count: {options.instances}\n    kind: {INSTANCE_KINDS[options.instance_kind]}\n  }}\n]",
-            *parameters,
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                f"name: {quoted(options.name)}",
+                f"platform: {quoted(platform)}",
+                f"max_batch_size: {max_batch}",
+                "input [\n" + ",\n".join(map(tensor_block, inputs)) + "\n]",
+                "output [\n" + ",\n".join(map(tensor_block, outputs)) + "\n]",
+                "dynamic_batching {\n" + "\n".join(batching) + "\n}",
+                f"instance_group [\n  {{\n    count: {options.instances}\n    kind: {INSTANCE_KINDS[options.instance_kind]}\n  }}\n]",
+                *parameters,
+            ]
+        )
+        + "\n"
+    )
 
 
 def check_target(repo: Path, force: bool) -> None:
@@ -176,10 +179,16 @@ def replace_folder(new: Path, target: Path) -> None:
 def add_repository_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("--to triton (model repository)")
     group.add_argument("--name", default=DEFAULT_NAME, help=f"model name in the repository (default {DEFAULT_NAME})")
-    group.add_argument("--max-batch", type=positive_int, help=f"max_batch_size (default: the graph's static batch, else {DEFAULT_MAX_BATCH})")
+    group.add_argument(
+        "--max-batch", type=positive_int, help=f"max_batch_size (default: the graph's static batch, else {DEFAULT_MAX_BATCH})"
+    )
     group.add_argument("--preferred-batch", type=positive_int, nargs="+", default=[], help="dynamic batching's preferred batch sizes")
-    group.add_argument("--queue-delay-us", type=non_negative_int, default=DEFAULT_QUEUE_DELAY_US,
-                       help=f"dynamic batching's max queue delay in microseconds (default {DEFAULT_QUEUE_DELAY_US})")
+    group.add_argument(
+        "--queue-delay-us",
+        type=non_negative_int,
+        default=DEFAULT_QUEUE_DELAY_US,
+        help=f"dynamic batching's max queue delay in microseconds (default {DEFAULT_QUEUE_DELAY_US})",
+    )
     group.add_argument("--instances", type=positive_int, default=1, help="model instances (instance_group count)")
     group.add_argument("--instance-kind", choices=sorted(INSTANCE_KINDS), default="cpu", help="instance_group kind")
     group.add_argument("--plan", action="store_true", help="a TensorRT plan (tensorrt_plan) instead of the ONNX graph; needs TensorRT")
@@ -187,4 +196,6 @@ def add_repository_options(parser: argparse.ArgumentParser) -> None:
 
 
 def repository_options(args: argparse.Namespace) -> RepositoryOptions:
-    return RepositoryOptions(args.name, args.max_batch, tuple(args.preferred_batch), args.queue_delay_us, args.instances, args.instance_kind)
+    return RepositoryOptions(
+        args.name, args.max_batch, tuple(args.preferred_batch), args.queue_delay_us, args.instances, args.instance_kind
+    )

@@ -105,7 +105,11 @@ def _check_io(graph: onnx.GraphProto, support: dict[str, Any]) -> list[Finding]:
                 for axis, dim in enumerate(value.type.tensor_type.shape.dim):
                     if not dim.HasField("dim_value") and dim.dim_param not in input_dims:
                         findings.append(
-                            Finding("error", f"output {value.name}", f"axis {axis} ({dim.dim_param or '?'}) is not determined by the input shapes")
+                            Finding(
+                                "error",
+                                f"output {value.name}",
+                                f"axis {axis} ({dim.dim_param or '?'}) is not determined by the input shapes",
+                            )
                         )
     return findings
 
@@ -120,9 +124,7 @@ def _check_node(node: onnx.NodeProto, where: str, constants: dict[str, np.ndarra
         return [Finding("error", where, f"{node.op_type} is not supported by the TensorRT ONNX parser")]
     rules = support["restrictions"].get(node.op_type, {})
     return (
-        _check_attributes(node, where, rules)
-        + _check_constant_inputs(node, where, constants, rules)
-        + _check_outputs(node, where, rules)
+        _check_attributes(node, where, rules) + _check_constant_inputs(node, where, constants, rules) + _check_outputs(node, where, rules)
     )
 
 
@@ -152,9 +154,7 @@ def _check_attributes(node: onnx.NodeProto, where: str, rules: dict[str, Any]) -
     return findings
 
 
-def _check_constant_inputs(
-    node: onnx.NodeProto, where: str, constants: dict[str, np.ndarray], rules: dict[str, Any]
-) -> list[Finding]:
+def _check_constant_inputs(node: onnx.NodeProto, where: str, constants: dict[str, np.ndarray], rules: dict[str, Any]) -> list[Finding]:
     findings = []
     inputs = {str(i): name for i, name in enumerate(node.input) if name}
     for index, label in rules.get("constant_inputs", {}).items():
@@ -191,7 +191,5 @@ def _check_int64_initializers(graph: onnx.GraphProto) -> list[Finding]:
             continue
         value = numpy_helper.to_array(init)
         if value.size and (value.min() < INT32_RANGE[0] or value.max() > INT32_RANGE[1]):
-            findings.append(
-                Finding("warning", f"initializer {init.name}", "INT64 values outside INT32: clamped on TensorRT 8.x")
-            )
+            findings.append(Finding("warning", f"initializer {init.name}", "INT64 values outside INT32: clamped on TensorRT 8.x"))
     return findings

@@ -17,6 +17,15 @@ from .segmenter import Segmenter
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKENDS", "Detections", "ImageError", "MaskCrop", "ModelError", "PRECISIONS", "RawOutputs", "Segmenter",
-    "SegmenterError", "paste_detections", "read_image",
+    "BACKENDS",
+    "Detections",
+    "ImageError",
+    "MaskCrop",
+    "ModelError",
+    "PRECISIONS",
+    "RawOutputs",
+    "Segmenter",
+    "SegmenterError",
+    "paste_detections",
+    "read_image",
 ]

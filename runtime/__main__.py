@@ -155,7 +155,11 @@ class Run:
             outputs = VideoOutputs(self.out_dir, source.name, source.fps)
             try:
                 segment_source(
-                    self.segmenter, source, outputs, tracker, self.args.drop_late,
+                    self.segmenter,
+                    source,
+                    outputs,
+                    tracker,
+                    self.args.drop_late,
                     lambda index, detections: self.record(detections, f"{source.name}#{index}"),
                 )
             finally:
@@ -171,20 +175,37 @@ class Run:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = entry_parser(PROG, __doc__)
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders of them, image "
-                        "sequence patterns (frames/%%06d.png), cameras (0, /dev/video0) or stream URLs (rtsp://, http://)")
-    parser.add_argument("--model", required=True, help="exported .onnx, OpenVINO .xml (with its .bin), TensorRT "
-                        ".engine with its .engine.json, or a served model: grpc://HOST:8001/NAME, http://HOST:8000/NAME")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image or video files, folders of them, image "
+        "sequence patterns (frames/%%06d.png), cameras (0, /dev/video0) or stream URLs (rtsp://, http://)",
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="exported .onnx, OpenVINO .xml (with its .bin), TensorRT "
+        ".engine with its .engine.json, or a served model: grpc://HOST:8001/NAME, http://HOST:8000/NAME",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino or tensorrt")
     parser.add_argument("--device", help="cpu, cuda[:N], gpu[.N] (OpenVINO) or auto; default: the backend's own")
     parser.add_argument("--precision", help="fp32, fp16 or bf16; default fp32 (a TensorRT engine: its own)")
     parser.add_argument("--batch-size", type=int, help="images per run (default 8, at most the model's limit)")
-    parser.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring above (default "
-                        "0.3); with --track the tracker also sees lower ones, to keep tracks through occlusions")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="keep detections scoring above (default "
+        "0.3); with --track the tracker also sees lower ones, to keep tracks through occlusions",
+    )
     parser.add_argument("--track", choices=TRACKERS, help="give video detections identities over time")
-    parser.add_argument("--drop-late", action="store_true", help="a camera or live stream: drop the frames that "
-                        "arrive while the model is busy (counted) instead of falling behind")
+    parser.add_argument(
+        "--drop-late",
+        action="store_true",
+        help="a camera or live stream: drop the frames that arrive while the model is busy (counted) instead of falling behind",
+    )
     parser.add_argument("--threads", type=int, help="intra-op threads (onnxruntime, openvino)")
     return parser.parse_args(argv)
 

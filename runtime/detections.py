@@ -66,8 +66,9 @@ def pack_crops(crops: Sequence[np.ndarray], offsets: np.ndarray) -> tuple[list[n
     return packed, np.concatenate((offsets, offsets + sizes), axis=1)
 
 
-def column_runs(packed: Sequence[np.ndarray], regions: np.ndarray, frame_height: np.ndarray | int,
-                frame_area: np.ndarray | int) -> list[np.ndarray]:
+def column_runs(
+    packed: Sequence[np.ndarray], regions: np.ndarray, frame_height: np.ndarray | int, frame_area: np.ndarray | int
+) -> list[np.ndarray]:
     """Uncompressed COCO RLE counts (int64: column-major run lengths, the first one of False pixels) of each
     packed crop (``pack_crops``) in a frame (of ``frame_height`` rows and ``frame_area`` pixels, each one
     value or one per crop) that is False outside it, all crops at once.
@@ -287,8 +288,12 @@ class Detections:
         offsets = np.where(empty[:, None], 0, self.mask_offsets)
         sizes = np.where(empty[:, None], 1, self.mask_regions[:, 2:] - self.mask_offsets)  # (w, h)
         runs = column_runs(packed, np.concatenate((np.zeros_like(sizes), sizes), axis=1), sizes[:, 1], sizes.prod(axis=1))
-        return compact_mask_type([counts.astype(np.int32) for counts in runs], sizes[:, ::-1].astype(np.int32),
-                                 offsets.astype(np.int32), (self.height, self.width))
+        return compact_mask_type(
+            [counts.astype(np.int32) for counts in runs],
+            sizes[:, ::-1].astype(np.int32),
+            offsets.astype(np.int32),
+            (self.height, self.width),
+        )
 
 
 class AxisTaps(NamedTuple):
@@ -334,8 +339,9 @@ class MaskRegions(NamedTuple):
     crop_start: np.ndarray
 
     @classmethod
-    def laid_out(cls, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, band_first: np.ndarray,
-                 band_rows: np.ndarray) -> MaskRegions:
+    def laid_out(
+        cls, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, band_first: np.ndarray, band_rows: np.ndarray
+    ) -> MaskRegions:
         widths = x1 - x0
         band_start = np.concatenate(([0], np.cumsum(band_rows * widths)))
         return cls(y0, y1, x0, x1, band_first, band_rows, band_start, np.concatenate(([0], np.cumsum((y1 - y0) * widths))))
@@ -433,8 +439,9 @@ def column_ends(regions: MaskRegions) -> np.ndarray:
     return regions.band_start[mask] + (column + 1) * regions.band_rows[mask] - 1
 
 
-def compute_two_sided_pixels(along_width: np.ndarray, one_sided: np.ndarray, pixels: np.ndarray, regions: MaskRegions,
-                             rows: AxisTaps) -> None:
+def compute_two_sided_pixels(
+    along_width: np.ndarray, one_sided: np.ndarray, pixels: np.ndarray, regions: MaskRegions, rows: AxisTaps
+) -> None:
     """Set in ``pixels`` (the crops' flat buffer) every pixel whose two cell-row taps are not on one side of
     0.5 (``one_sided`` False), from ``along_width`` (both flat, laid out by ``regions``), in PyTorch's
     order of float32 operations."""

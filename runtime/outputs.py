@@ -89,7 +89,9 @@ def tracked_overlay(image: np.ndarray, detections: Detections) -> np.ndarray:
     if detections.track_ids is None:
         return draw_overlay(image, detections)
     ids = track_ids_of(detections)
-    labels = [f"{'' if i is None else f'#{i} '}{name} {score:.2f}" for i, name, score in zip(ids, detections.class_names, detections.scores)]
+    labels = [
+        f"{'' if i is None else f'#{i} '}{name} {score:.2f}" for i, name, score in zip(ids, detections.class_names, detections.scores)
+    ]
     return draw_overlay(image, detections, labels=labels, color_keys=np.maximum(detections.track_ids, 0))
 
 

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+
 def size_groups(batches: Sequence[np.ndarray]) -> list[list[int]]:
     """Indices into ``batches`` (each [B, H, W, 3]) grouped by image size (H, W), in order of first arrival;
     each group keeps its requests' arrival order."""

@@ -127,7 +127,9 @@ class Segmenter:
         if self.max_batch is not None and len(batch) > self.max_batch:
             raise ModelError(f"batch of {len(batch)} images: {self.model} takes at most {self.max_batch}")
         if self.input_size is not None and batch.shape[1:3] != self.input_size:
-            raise ImageError(f"batch of {batch.shape[2]}x{batch.shape[1]} images: {self.model} takes only {self.input_size[1]}x{self.input_size[0]}")
+            raise ImageError(
+                f"batch of {batch.shape[2]}x{batch.shape[1]} images: {self.model} takes only {self.input_size[1]}x{self.input_size[0]}"
+            )
         count = len(batch)
         if self._backend.fixed_batch and count < self.max_batch:
             # A static batch dimension takes exactly max_batch images: fill up with blank ones.
@@ -187,7 +189,9 @@ class Segmenter:
         # bit-identical with, the float resize that a graph of dynamic size does inside.
         return cv2.resize(image, self.input_size[::-1], interpolation=cv2.INTER_LINEAR)
 
-    def track(self, frames: Iterable[np.ndarray], tracker: Any = "bytetrack", frame_rate: float = 30.0) -> Iterator[tuple[np.ndarray, Detections]]:
+    def track(
+        self, frames: Iterable[np.ndarray], tracker: Any = "bytetrack", frame_rate: float = 30.0
+    ) -> Iterator[tuple[np.ndarray, Detections]]:
         """(frame, detections with ``track_ids``) for each frame of one video, in order. ``tracker``: a
         name (``bytetrack``) or a ``runtime.tracking.ByteTracker``; fed the detections scoring above its
         ``feed_threshold``. Frames may change size on the way."""

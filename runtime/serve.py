@@ -116,12 +116,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics-port", type=positive_int, default=8002, help="Prometheus metrics at /metrics")
     parser.add_argument("--instances", type=positive_int, default=1, help="model instances, each with its own backend")
     parser.add_argument("--max-batch", type=positive_int, help=f"images per batch (default {DEFAULT_MAX_BATCH}, at most the graph's limit)")
-    parser.add_argument("--queue-delay-us", type=non_negative_int, default=DEFAULT_QUEUE_DELAY_US,
-                        help=f"how long the dynamic batcher waits to fill a batch (default {DEFAULT_QUEUE_DELAY_US})")
-    parser.add_argument("--no-dynamic-batching", dest="dynamic_batching", action="store_false",
-                        help="run every request as it comes (for comparison)")
-    parser.add_argument("--max-image-side", type=positive_int, default=SERVER_DEFAULT_MAX_SIDE,
-                        help=f"refuse images with a longer side (default {SERVER_DEFAULT_MAX_SIDE})")
+    parser.add_argument(
+        "--queue-delay-us",
+        type=non_negative_int,
+        default=DEFAULT_QUEUE_DELAY_US,
+        help=f"how long the dynamic batcher waits to fill a batch (default {DEFAULT_QUEUE_DELAY_US})",
+    )
+    parser.add_argument(
+        "--no-dynamic-batching", dest="dynamic_batching", action="store_false", help="run every request as it comes (for comparison)"
+    )
+    parser.add_argument(
+        "--max-image-side",
+        type=positive_int,
+        default=SERVER_DEFAULT_MAX_SIDE,
+        help=f"refuse images with a longer side (default {SERVER_DEFAULT_MAX_SIDE})",
+    )
     parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino or tensorrt")
     parser.add_argument("--device", help="the backend's device (default: its own)")
     parser.add_argument("--precision", help="fp32, fp16 or bf16 (default fp32)")
@@ -133,7 +142,9 @@ def open_instances(args: argparse.Namespace) -> list[Segmenter]:
     segmenters: list[Segmenter] = []
     try:
         for _ in range(args.instances):
-            segmenters.append(Segmenter(args.model, args.backend, args.device, args.precision, threads=args.threads, batch_size=args.max_batch))
+            segmenters.append(
+                Segmenter(args.model, args.backend, args.device, args.precision, threads=args.threads, batch_size=args.max_batch)
+            )
     except SegmenterError:
         for segmenter in segmenters:
             segmenter.close()
@@ -154,9 +165,14 @@ def serve(args: argparse.Namespace, segmenters: list[Segmenter], stop: threading
     batcher = DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us) if args.dynamic_batching else None
     outputs = [Tensor(name=spec.name, dtype=spec.dtype, shape=triton_dims(spec.dims)) for spec in graph_outputs(first)]
     config = TritonConfig(
-        http_address=args.host, grpc_address=args.host, metrics_address=args.host,
-        http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-        exit_timeout_secs=DRAIN_TIMEOUT_S, log_verbose=0,
+        http_address=args.host,
+        grpc_address=args.host,
+        metrics_address=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        exit_timeout_secs=DRAIN_TIMEOUT_S,
+        log_verbose=0,
     )
     triton = Triton(config=config)
     triton.bind(
@@ -198,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return serve(args, segmenters, stop)
     except ImportError as error:
-        raise UsageError(f"{error.name or error}: not installed (pip install \"./runtime[serve]\")") from None
+        raise UsageError(f'{error.name or error}: not installed (pip install "./runtime[serve]")') from None
     finally:
         for segmenter in segmenters:
             segmenter.close()

@@ -140,4 +140,3 @@ def segment_source(
             writer.close()
         finally:
             outputs.close()
-

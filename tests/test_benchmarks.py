@@ -23,9 +23,33 @@ def only(folder: Path, pattern: str) -> Path:
 
 
 def test_fps_times_every_stage_of_each_variant(tmp_path):
-    result = run("-m", "benchmarks.fps", "--config", "yolact_tiny", "--variants", "pytorch_fp32", "onnxruntime_fp32",
-                 "openvino_f32", "openvino_ir_f32", "pytorch_fp16", "--batch", "1", "2", "--iters", "2", "--rounds", "2", "--warmup", "1",
-                 "--image-size", "90x120", "--threads", "2", "--out-dir", str(tmp_path))
+    result = run(
+        "-m",
+        "benchmarks.fps",
+        "--config",
+        "yolact_tiny",
+        "--variants",
+        "pytorch_fp32",
+        "onnxruntime_fp32",
+        "openvino_f32",
+        "openvino_ir_f32",
+        "pytorch_fp16",
+        "--batch",
+        "1",
+        "2",
+        "--iters",
+        "2",
+        "--rounds",
+        "2",
+        "--warmup",
+        "1",
+        "--image-size",
+        "90x120",
+        "--threads",
+        "2",
+        "--out-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(only(tmp_path, "fps_*_yolact_tiny_*.json").read_text())
     assert report["image_hw"] == [90, 120] and report["machine"]["cores"] >= 1
@@ -59,8 +83,20 @@ def test_fps_times_every_stage_of_each_variant(tmp_path):
 
 
 def test_deform_conv_times_each_deformable_layer_in_every_kernel(tmp_path):
-    result = run("-m", "benchmarks.deform_conv", "--config", "yolact_plus_tiny", "--image-size", "90x120", "--iters", "2",
-                 "--warmup", "1", "--out-dir", str(tmp_path))
+    result = run(
+        "-m",
+        "benchmarks.deform_conv",
+        "--config",
+        "yolact_plus_tiny",
+        "--image-size",
+        "90x120",
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--out-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(only(tmp_path, "deform_conv_*_yolact_plus_tiny_*.json").read_text())
     assert [layer["name"] for layer in report["layers"]] == ["backbone.layers.3.0.conv2", "backbone.layers.3.1.conv2"]
@@ -99,8 +135,12 @@ def test_one_batch_size_draws_images_per_s_as_bars(tmp_path):
 
     stages = {stage: {"median": 5.0, "p90": 6.0} for stage in ("decode_upload", "graph", "paste", "total")}
     rates = {"slow": 10.0, "fast": 40.0}
-    report = {"config": "yolact_tiny", "image_hw": [90, 120], "where": "here",
-              "results": [{"variant": name, "batch": 1, "ms": stages, "images_per_s": rate} for name, rate in rates.items()]}
+    report = {
+        "config": "yolact_tiny",
+        "image_hw": [90, 120],
+        "where": "here",
+        "results": [{"variant": name, "batch": 1, "ms": stages, "images_per_s": rate} for name, rate in rates.items()],
+    }
     fps_chart(report, tmp_path / "chart.png")
     chart = cv2.imread(str(tmp_path / "chart.png"))
     right = chart[:, chart.shape[1] // 2 :]
@@ -139,8 +179,23 @@ def test_masks_benchmark_rejects_a_baseline_git_cannot_show(tmp_path):
 
 
 def test_parity_of_onnxruntime_fp32_passes(tmp_path):
-    result = run("-m", "benchmarks.parity", "--recipe-weights", "--config", "yolact_tiny", "--variants", "pytorch_fp32",
-                 "onnxruntime_fp32", "openvino_ir_f32", "--max-images", "12", "--threads", "2", "--out-dir", str(tmp_path))
+    result = run(
+        "-m",
+        "benchmarks.parity",
+        "--recipe-weights",
+        "--config",
+        "yolact_tiny",
+        "--variants",
+        "pytorch_fp32",
+        "onnxruntime_fp32",
+        "openvino_ir_f32",
+        "--max-images",
+        "12",
+        "--threads",
+        "2",
+        "--out-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(only(tmp_path, "parity_*_yolact_tiny_*.json").read_text())
     assert report["images"] == 12 and report["tolerance_ap_points"] == {"fp32": 0.1, "reduced": 0.5, "int8": 1.0}
@@ -153,9 +208,27 @@ def test_parity_of_onnxruntime_fp32_passes(tmp_path):
 
 def test_parity_fails_beyond_its_tolerance(tmp_path):
     """A tolerance below any real difference (INT8 moves scores) must fail the run."""
-    result = run("-m", "benchmarks.parity", "--recipe-weights", "--config", "yolact_tiny", "--variants", "pytorch_fp32",
-                 "onnxruntime_int8", "openvino_ir_int8", "--max-images", "12", "--calib-images", "4", "--tol-int8", "0",
-                 "--threads", "2", "--out-dir", str(tmp_path))
+    result = run(
+        "-m",
+        "benchmarks.parity",
+        "--recipe-weights",
+        "--config",
+        "yolact_tiny",
+        "--variants",
+        "pytorch_fp32",
+        "onnxruntime_int8",
+        "openvino_ir_int8",
+        "--max-images",
+        "12",
+        "--calib-images",
+        "4",
+        "--tol-int8",
+        "0",
+        "--threads",
+        "2",
+        "--out-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 1 and "onnxruntime_int8, openvino_ir_int8 outside tolerance" in result.stderr
     report = json.loads(only(tmp_path, "parity_*.json").read_text())  # the report is written all the same
     assert report["variants"]["onnxruntime_int8"]["verdict"] == report["variants"]["openvino_ir_int8"]["verdict"] == "FAIL"
@@ -209,8 +282,18 @@ def test_mask_rescoring_scores_every_detection_against_its_ground_truth(tmp_path
     shapes = ensure_shapes_dataset(tmp_path / "shapes", num_train=1, num_val=2)
     weights = tmp_path / "yolact_plus_tiny.pth"
     save_weights(recipe_model(get_config("yolact_plus_tiny")), weights)
-    result = run("-m", "benchmarks.mask_rescoring", "--weights", str(weights), "--images", str(shapes.val_images),
-                 "--annotations", str(shapes.val_annotations), "--out-dir", str(tmp_path))
+    result = run(
+        "-m",
+        "benchmarks.mask_rescoring",
+        "--weights",
+        str(weights),
+        "--images",
+        str(shapes.val_images),
+        "--annotations",
+        str(shapes.val_annotations),
+        "--out-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(only(tmp_path, "mask_rescoring_*_yolact_plus_tiny_*.json").read_text())
     model = load_model(weights)
@@ -226,8 +309,18 @@ def test_mask_rescoring_scores_every_detection_against_its_ground_truth(tmp_path
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "mask-IoU head" in refused.stderr
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    refused = run("-m", "benchmarks.mask_rescoring", "--weights", str(weights), "--images", str(shapes.val_images),
-                  "--annotations", str(broken), "--out-dir", str(tmp_path / "none"))
+    refused = run(
+        "-m",
+        "benchmarks.mask_rescoring",
+        "--weights",
+        str(weights),
+        "--images",
+        str(shapes.val_images),
+        "--annotations",
+        str(broken),
+        "--out-dir",
+        str(tmp_path / "none"),
+    )
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1 and "broken.json" in refused.stderr
     assert not (tmp_path / "none").exists()
 
@@ -253,8 +346,18 @@ def test_divergence_finds_the_one_changed_convolution(tmp_path):
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1.01), weight.name))
     onnx.save(changed, str(tmp_path / "changed.onnx"))
 
-    result = run("-m", "benchmarks.divergence", "--model", str(graph), "--candidate-model", str(tmp_path / "changed.onnx"),
-                 "--candidate", "onnxruntime:cpu", "--out-dir", str(tmp_path / "out"))
+    result = run(
+        "-m",
+        "benchmarks.divergence",
+        "--model",
+        str(graph),
+        "--candidate-model",
+        str(tmp_path / "changed.onnx"),
+        "--candidate",
+        "onnxruntime:cpu",
+        "--out-dir",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(only(tmp_path / "out", "divergence_*_tiny_*.json").read_text())
     assert report["first_above_tolerance"]["tensor"] == target.output[0]
@@ -267,21 +370,33 @@ def test_divergence_finds_the_one_changed_convolution(tmp_path):
 
 
 def test_divergence_of_a_graph_with_itself_is_zero_and_bad_input_is_one_line(tmp_path):
-    result = run("-m", "benchmarks.divergence", "--config", "yolact_plus_tiny", "--candidate", "onnxruntime:cpu",
-                 "--out-dir", str(tmp_path))
+    result = run(
+        "-m", "benchmarks.divergence", "--config", "yolact_plus_tiny", "--candidate", "onnxruntime:cpu", "--out-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(only(tmp_path, "divergence_*_yolact_plus_tiny_*.json").read_text())
     assert report["first_above_tolerance"] is None and report["first_changed_selection"] is None
     assert any(row["op"] == "DeformConv" for row in report["tensors"])
     assert all(row["max_rel"] == 0 for row in report["tensors"])
-    for spec, message in (("cuda:1", "expected onnxruntime:"), ("onnxruntime:cpu,use_tf32", "is not KEY=VALUE"),
-                          ("openvino:f32", "OpenVINO's ONNX reader does not convert DeformConv")):
+    for spec, message in (
+        ("cuda:1", "expected onnxruntime:"),
+        ("onnxruntime:cpu,use_tf32", "is not KEY=VALUE"),
+        ("openvino:f32", "OpenVINO's ONNX reader does not convert DeformConv"),
+    ):
         bad = run("-m", "benchmarks.divergence", "--config", "yolact_plus_tiny", "--candidate", spec, "--out-dir", str(tmp_path / "bad"))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert bad.stderr.strip().splitlines()[-1].startswith("python -m benchmarks.divergence: error: backend")
         assert not (tmp_path / "bad").exists()
     (tmp_path / "corrupt.onnx").write_bytes(b"not a graph" * 100)
-    bad = run("-m", "benchmarks.divergence", "--model", str(tmp_path / "corrupt.onnx"), "--candidate", "onnxruntime:cpu",
-              "--out-dir", str(tmp_path / "bad"))
+    bad = run(
+        "-m",
+        "benchmarks.divergence",
+        "--model",
+        str(tmp_path / "corrupt.onnx"),
+        "--candidate",
+        "onnxruntime:cpu",
+        "--out-dir",
+        str(tmp_path / "bad"),
+    )
     assert bad.returncode == 2 and f"error: {tmp_path / 'corrupt.onnx'}: not an ONNX graph" in bad.stderr, bad.stderr
     assert not (tmp_path / "bad").exists()

@@ -290,7 +290,8 @@ def test_cpp_test_binary_under_address_sanitizer(tmp_path_factory, models, tmp_p
         UBSAN_OPTIONS="print_stacktrace=1",
     )
     result = run(
-        [sanitized / "segmenter_test", "--model", models["ours"], "--foreign-model", models["foreign"], "--scratch", tmp_path], env=environment
+        [sanitized / "segmenter_test", "--model", models["ours"], "--foreign-model", models["foreign"], "--scratch", tmp_path],
+        env=environment,
     )
     assert result.returncode == 0 and "ERROR: AddressSanitizer" not in result.stderr, result.stdout + result.stderr[-5000:]
 
@@ -324,8 +325,22 @@ def test_json_layout_and_numbers_match_python(build):
 def test_timing_mode_records_infer_and_paste(build, models, images, tmp_path):
     timing = tmp_path / "timing.json"
     chosen = images[:2]
-    result = run([build / "yolact_segment", "--model", models["ours"], "--out", tmp_path / "out", "--batch-size", "1", "--repeat", "3",
-                  "--timing-json", timing, *chosen])
+    result = run(
+        [
+            build / "yolact_segment",
+            "--model",
+            models["ours"],
+            "--out",
+            tmp_path / "out",
+            "--batch-size",
+            "1",
+            "--repeat",
+            "3",
+            "--timing-json",
+            timing,
+            *chosen,
+        ]
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads(timing.read_text())
     assert record["backend"] == "openvino" and record["batch_size"] == 1

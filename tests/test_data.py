@@ -17,7 +17,13 @@ from torchvision.ops import masks_to_boxes
 from yolact import get_config, preprocess
 from yolact.config import SHAPES_CLASSES
 from yolact.data import (
-    CocoDataset, DatasetError, ShapesDataset, collate, ensure_shapes_dataset, eval_transform, train_transform,
+    CocoDataset,
+    DatasetError,
+    ShapesDataset,
+    collate,
+    ensure_shapes_dataset,
+    eval_transform,
+    train_transform,
 )
 from yolact.data import shapes
 
@@ -140,8 +146,9 @@ def test_label_map_with_non_contiguous_ids_and_crowd(tiny_shapes, tmp_path):
             ann["category_id"] = 7 if ann["category_id"] % 2 else 3
         crowd = dict(coco["annotations"][0], id=10_000, iscrowd=1, category_id=3)
         coco["annotations"].append(crowd)
-        coco["images"].append({"id": 99, "file_name": "000000.jpg", "height": coco["images"][0]["height"],
-                               "width": coco["images"][0]["width"]})  # an image without annotations
+        coco["images"].append(
+            {"id": 99, "file_name": "000000.jpg", "height": coco["images"][0]["height"], "width": coco["images"][0]["width"]}
+        )  # an image without annotations
 
     annotations = _rewrite_annotations(tiny_shapes.val_annotations, tmp_path / "relabelled.json", relabel)
     dataset = CocoDataset(tiny_shapes.val_images, annotations, eval_transform(CFG))

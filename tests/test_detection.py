@@ -135,8 +135,9 @@ def test_batched_detection_equals_single_image():
         )
         for _ in range(3)
     ]
-    batch = YolactOutput(*(torch.cat(parts) for parts in zip(*(o[:3] for o in outputs))), priors,
-                         torch.cat([o.protos for o in outputs]), None)
+    batch = YolactOutput(
+        *(torch.cat(parts) for parts in zip(*(o[:3] for o in outputs))), priors, torch.cat([o.protos for o in outputs]), None
+    )
     together = detect(batch, CFG)
     for i, single in enumerate(outputs):
         alone = detect(single, CFG)
@@ -183,8 +184,12 @@ def test_assemble_masks_is_sigmoid_of_linear_combination_then_crop():
     protos = torch.rand(1, 8, 8, 4, generator=gen)
     coeffs = torch.rand(1, 2, 4, generator=gen) * 2 - 1
     boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [0.25, 0.25, 0.5, 0.5]]])
-    out = make_output(point_form(torch.tensor([[0.5, 0.5, 1.0, 1.0], [0.375, 0.375, 0.25, 0.25]])).tolist(),
-                      [probs(0.9, 0), probs(0.8, 1)], coeffs=coeffs, protos=protos)
+    out = make_output(
+        point_form(torch.tensor([[0.5, 0.5, 1.0, 1.0], [0.375, 0.375, 0.25, 0.25]])).tolist(),
+        [probs(0.9, 0), probs(0.8, 1)],
+        coeffs=coeffs,
+        protos=protos,
+    )
     dets = detect(out, CFG)
     masks = assemble_masks(protos, dets)
     expected = torch.sigmoid(torch.einsum("hwk,nk->nhw", protos[0], coeffs[0]))

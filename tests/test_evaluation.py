@@ -76,10 +76,18 @@ def test_masks_rank_by_mask_score_and_boxes_by_box_score(tiny_shapes):
             exact = ground_truth_detections(coco, image_id, category_ids)
             wrong = dataclasses.replace(exact, masks=np.roll(exact.masks, exact.masks.shape[2] // 2, axis=2))
             n = len(exact)
-            detections += coco_detections(image_id, dataclasses.replace(
-                exact, scores=np.full(n, box_score, np.float32), mask_scores=np.full(n, mask_score, np.float32)), category_ids)
-            detections += coco_detections(image_id, dataclasses.replace(
-                wrong, scores=np.full(n, 1 - box_score, np.float32), mask_scores=np.full(n, 1 - mask_score, np.float32)), category_ids)
+            detections += coco_detections(
+                image_id,
+                dataclasses.replace(exact, scores=np.full(n, box_score, np.float32), mask_scores=np.full(n, mask_score, np.float32)),
+                category_ids,
+            )
+            detections += coco_detections(
+                image_id,
+                dataclasses.replace(
+                    wrong, scores=np.full(n, 1 - box_score, np.float32), mask_scores=np.full(n, 1 - mask_score, np.float32)
+                ),
+                category_ids,
+            )
         return detections
 
     rescored = score_detections(coco, scored(box_score=0.4, mask_score=0.9))
@@ -102,8 +110,11 @@ def test_coco_detections_map_classes_back_to_category_ids():
     masks[0, 2:5, 3:9] = True
     masks[1, 10:12, 0:4] = True
     dets = ImageDetections(
-        class_ids=np.array([1, 0]), scores=np.array([0.9, 0.4], dtype=np.float32),
-        boxes=np.array([[3, 2, 9, 5], [0, 10, 4, 12]]), masks=masks, mask_scores=np.array([0.5, 0.3], dtype=np.float32),
+        class_ids=np.array([1, 0]),
+        scores=np.array([0.9, 0.4], dtype=np.float32),
+        boxes=np.array([[3, 2, 9, 5], [0, 10, 4, 12]]),
+        masks=masks,
+        mask_scores=np.array([0.5, 0.3], dtype=np.float32),
     )
     results = coco_detections(5, dets, category_ids=[3, 7])
     assert [r["category_id"] for r in results] == [7, 3]
@@ -121,8 +132,7 @@ def test_evaluate_rejects_a_model_with_other_classes(tiny_shapes):
 
 def _run_eval(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO), YOLACT_DATA_DIR=str(cwd / "cache"))
-    return subprocess.run([sys.executable, "-m", "eval", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "eval", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("config", ["yolact_tiny", "yolact_plus_tiny"])
@@ -131,8 +141,19 @@ def test_eval_command_end_to_end(tiny_shapes, tmp_path, config):
     save_weights(Yolact(get_config(config)), tmp_path / "tiny.pth")
     out = tmp_path / "out" / "results.json"
     done = _run_eval(
-        "--weights", "tiny.pth", "--images", str(tiny_shapes.val_images), "--annotations",
-        str(tiny_shapes.val_annotations), "--batch-size", "2", "--max-images", "3", "--out", str(out), cwd=tmp_path,
+        "--weights",
+        "tiny.pth",
+        "--images",
+        str(tiny_shapes.val_images),
+        "--annotations",
+        str(tiny_shapes.val_annotations),
+        "--batch-size",
+        "2",
+        "--max-images",
+        "3",
+        "--out",
+        str(out),
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert "box" in done.stdout and "mask" in done.stdout

@@ -123,8 +123,12 @@ def test_graph_is_plain_static_and_at_the_asked_opset(exported):
     assert list(outputs) == list(OUTPUT_NAMES)
     shape = {name: [d.dim_value or d.dim_param for d in t.shape.dim] for name, t in outputs.items()}
     assert shape == {
-        "num_dets": ["batch"], "boxes": ["batch", 100, 4], "scores": ["batch", 100],
-        "classes": ["batch", 100], "masks": ["batch", 100, 32, 32], "mask_scores": ["batch", 100],
+        "num_dets": ["batch"],
+        "boxes": ["batch", 100, 4],
+        "scores": ["batch", 100],
+        "classes": ["batch", 100],
+        "masks": ["batch", 100, 32, 32],
+        "mask_scores": ["batch", 100],
     }
     assert outputs["num_dets"].elem_type == outputs["classes"].elem_type == onnx.TensorProto.INT32
     image_input = graph.graph.input[0].type.tensor_type
@@ -227,8 +231,7 @@ def test_int8_onnx_runs(exported, tmp_path, capsys):
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.graph.node}
     # The whole network is INT8: every addition in it (residual, FPN) reads dequantized INT8 tensors.
     produced_by = {o: n.op_type for n in graph.graph.node for o in n.output}
-    quantized_adds = [n for n in graph.graph.node
-                      if n.op_type == "Add" and all(produced_by.get(i) == "DequantizeLinear" for i in n.input)]
+    quantized_adds = [n for n in graph.graph.node if n.op_type == "Add" and all(produced_by.get(i) == "DequantizeLinear" for i in n.input)]
     network_adds = [n for n in network_nodes(onnx.load(str(onnx_path))) if n.op_type == "Add"]
     assert len(quantized_adds) == len(network_adds) > 0
     assert read_metadata(graph)["yolact.config_name"] == "yolact_tiny"
@@ -343,8 +346,15 @@ def _one_line_error(capsys) -> str:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing weights", "other config", "unwritable output", "no calibration images", "no tensorrt",
-     "openvino to .onnx", "openvino unwritable output"],
+    [
+        "missing weights",
+        "other config",
+        "unwritable output",
+        "no calibration images",
+        "no tensorrt",
+        "openvino to .onnx",
+        "openvino unwritable output",
+    ],
 )
 def test_bad_inputs_fail_in_one_line_and_leave_nothing(exported, tmp_path, capsys, case):
     _, _, weights = exported

@@ -120,9 +120,7 @@ def test_perfect_prediction_has_near_zero_loss():
 
 def test_wrong_prediction_is_penalised_in_every_term():
     output, targets = perfect_case()
-    wrong = output._replace(
-        loc=output.loc + 1.0, conf=-output.conf, protos=-output.protos, segm=-output.segm
-    )
+    wrong = output._replace(loc=output.loc + 1.0, conf=-output.conf, protos=-output.protos, segm=-output.segm)
     losses = YolactLoss(CFG)(wrong, targets)
     for name in ("box", "conf", "mask", "segm"):
         assert losses[name].item() > 1.0, name
@@ -147,10 +145,13 @@ def test_loss_on_real_model_output_is_finite_and_differentiable():
     mask[0, 10:60, 20:90] = 1
     mask[1, 70:120, 5:40] = 1
     targets = [
-        {"boxes": torch.tensor([[20, 10, 90, 60.0]]) / 128, "labels": torch.tensor([1]), "masks": mask[:1],
-         "crowd_boxes": NO_BOXES},
-        {"boxes": torch.tensor([[5, 70, 40, 120.0], [0, 0, 64, 64]]) / 128, "labels": torch.tensor([0, 4]),
-         "masks": mask, "crowd_boxes": torch.tensor([[0.5, 0.5, 1.0, 1.0]])},
+        {"boxes": torch.tensor([[20, 10, 90, 60.0]]) / 128, "labels": torch.tensor([1]), "masks": mask[:1], "crowd_boxes": NO_BOXES},
+        {
+            "boxes": torch.tensor([[5, 70, 40, 120.0], [0, 0, 64, 64]]) / 128,
+            "labels": torch.tensor([0, 4]),
+            "masks": mask,
+            "crowd_boxes": torch.tensor([[0.5, 0.5, 1.0, 1.0]]),
+        },
     ]
     losses = YolactLoss(CFG)(model(images), targets)
     assert all(torch.isfinite(v) for v in losses.values())

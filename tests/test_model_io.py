@@ -13,7 +13,9 @@ import torch
 
 from yolact import CheckpointError, Yolact, get_config, load_model, save_weights
 from yolact.checkpoint import read_checkpoint
-from yolact.inference import predict  # not `from yolact import predict`: once yolact.predict (the module) is imported, that name is the module
+from yolact.inference import (
+    predict,
+)  # not `from yolact import predict`: once yolact.predict (the module) is imported, that name is the module
 
 TINY = get_config("yolact_tiny")
 
@@ -80,9 +82,7 @@ def test_mismatched_checkpoint_names_keys_and_lookalike(tmp_path):
     "name, v1_name, num_keys, num_dcn",
     [("yolact_plus_resnet50", "yolact_resnet50", 405, 13), ("yolact_plus_base", "yolact_base", 705, 11)],
 )
-def test_released_yolact_plus_checkpoint_loads_by_key_with_its_config_from_the_file_name(
-    tmp_path, name, v1_name, num_keys, num_dcn
-):
+def test_released_yolact_plus_checkpoint_loads_by_key_with_its_config_from_the_file_name(tmp_path, name, v1_name, num_keys, num_dcn):
     """The authors' YOLACT++ files are bare state dicts named ``<config>_<epoch>_<iteration>.pth``; the key
     names and count come from the authors' fixture (ResNet-50) and their DCN rule (ResNet-101)."""
     model = Yolact(get_config(name))
@@ -141,9 +141,7 @@ def test_batch_prediction_equals_one_image_at_a_time(tiny_weights):
 
 
 def run_predict(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "yolact.predict", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "yolact.predict", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def test_predict_command_writes_overlay_and_json(tiny_weights, tmp_path):

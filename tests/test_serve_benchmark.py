@@ -19,10 +19,44 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_load_test_writes_its_figures(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.serve", "--config", "yolact_tiny", "--seconds", "1", "--clients", "1", "3",
-         "--protocols", "grpc", "http", "--batching", "on", "--instances", "1", "--batches", "1", "2", "--image-size", "90x120",
-         "--images", "2", "--threads", "1", "--mixed-sizes", "90x120", "72x96", "108x144", "--out-dir", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.serve",
+            "--config",
+            "yolact_tiny",
+            "--seconds",
+            "1",
+            "--clients",
+            "1",
+            "3",
+            "--protocols",
+            "grpc",
+            "http",
+            "--batching",
+            "on",
+            "--instances",
+            "1",
+            "--batches",
+            "1",
+            "2",
+            "--image-size",
+            "90x120",
+            "--images",
+            "2",
+            "--threads",
+            "1",
+            "--mixed-sizes",
+            "90x120",
+            "72x96",
+            "108x144",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (report_file,) = tmp_path.glob("serve_*_yolact_tiny_*.json")
@@ -40,7 +74,9 @@ def test_load_test_writes_its_figures(tmp_path):
     assert server["cells"][2]["image_sizes"] == ["90x120", "72x96", "108x144"]
     assert "ratio" in report["target"]
     assert [target["cell"] for target in report["mixed_size_targets"]] == [
-        "dynamic batching, 1 instance(s), grpc, 3 clients", "dynamic batching, 1 instance(s), http, 3 clients"]
+        "dynamic batching, 1 instance(s), grpc, 3 clients",
+        "dynamic batching, 1 instance(s), http, 3 clients",
+    ]
     table = next(tmp_path.glob("serve_*.md")).read_text()
     assert "| dynamic batching, 1 instance(s) | http | 3 | 90x120, 72x96, 108x144 |" in table and "Mixed image sizes (" in table
     chart = cv2.imread(str(next(tmp_path.glob("serve_*.png"))))

@@ -84,9 +84,7 @@ def test_non_finite_loss_skips_the_step(shapes, tmp_path):
 def test_resume_continues_exactly(shapes, tmp_path, config):
     full = run_training(tiny_options(shapes, tmp_path / "full", config=config, checkpoint_every=2))
     assert full.iteration == 4 and (tmp_path / "full" / "ckpt_2.pth").is_file()
-    resumed = run_training(
-        tiny_options(shapes, tmp_path / "resumed", config=config, resume=tmp_path / "full" / "ckpt_2.pth")
-    )
+    resumed = run_training(tiny_options(shapes, tmp_path / "resumed", config=config, resume=tmp_path / "full" / "ckpt_2.pth"))
     assert resumed.iteration == 4
     uninterrupted, continued = logged_losses(tmp_path / "full"), logged_losses(tmp_path / "resumed")
     assert sorted(continued) == [3, 4]
@@ -97,8 +95,9 @@ def test_resume_continues_exactly(shapes, tmp_path, config):
 def test_mask_iou_loss_counts_from_its_start_iteration(shapes, tmp_path):
     """Before ``maskiou_start_iter`` the mask-IoU loss is reported but gives the net no gradient; from then on
     it trains the net."""
-    options = tiny_options(shapes, tmp_path, config="yolact_plus_tiny", batch_size=4,
-                           config_overrides=(("maskiou_start_iter", 1), ("discard_mask_area", 0)))
+    options = tiny_options(
+        shapes, tmp_path, config="yolact_plus_tiny", batch_size=4, config_overrides=(("maskiou_start_iter", 1), ("discard_mask_area", 0))
+    )
     trainer = Trainer(options, DistContext())
     images, targets = next(trainer.stream.batches(0))
     head = list(trainer.model.maskiou_net.parameters())
@@ -137,16 +136,26 @@ def test_ddp_two_gloo_processes_keep_identical_weights(shapes, tmp_path):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_cli_writes_loadable_weights(shapes, tmp_path):
     out = tmp_path / "run"
     proc = run_cli(
-        "--config", "yolact_tiny", "--train-images", str(shapes.train_images),
-        "--train-annotations", str(shapes.train_annotations), "--iters", "2", "--batch-size", "2",
-        "--workers", "0", "--out", str(out),
+        "--config",
+        "yolact_tiny",
+        "--train-images",
+        str(shapes.train_images),
+        "--train-annotations",
+        str(shapes.train_annotations),
+        "--iters",
+        "2",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
     )
     assert proc.returncode == 0, proc.stderr
     model = load_model(out / "weights.pth")
@@ -198,11 +207,17 @@ def test_set_changes_config_fields(shapes, tmp_path):
     assert load_model(result.out / "weights.pth").cfg.max_size == 96
 
 
-@pytest.mark.parametrize("value, culprit", [
-    ("nope=1", "'nope=1'"), ("max_size", "'max_size'"), ("class_names=[1]", "class_names"),
-    ("dcn_layers=0,0,0,1", "dcn_layers takes a JSON list"), ("max_size=big", "max_size takes an integer"),
-    ("rescore_mask=1", "rescore_mask takes true or false"),
-])
+@pytest.mark.parametrize(
+    "value, culprit",
+    [
+        ("nope=1", "'nope=1'"),
+        ("max_size", "'max_size'"),
+        ("class_names=[1]", "class_names"),
+        ("dcn_layers=0,0,0,1", "dcn_layers takes a JSON list"),
+        ("max_size=big", "max_size takes an integer"),
+        ("rescore_mask=1", "rescore_mask takes true or false"),
+    ],
+)
 def test_set_rejects_unknown_fields_in_one_line(value, culprit):
     proc = run_cli("--set", value)
     assert proc.returncode == 2
@@ -210,7 +225,17 @@ def test_set_rejects_unknown_fields_in_one_line(value, culprit):
 
 
 def test_set_rejects_an_unknown_optimizer_in_one_line(shapes, tmp_path):
-    proc = run_cli("--config", "yolact_tiny", "--set", "optimizer=lion", "--train-images", str(shapes.train_images),
-                   "--train-annotations", str(shapes.train_annotations), "--out", str(tmp_path / "out"))
+    proc = run_cli(
+        "--config",
+        "yolact_tiny",
+        "--set",
+        "optimizer=lion",
+        "--train-images",
+        str(shapes.train_images),
+        "--train-annotations",
+        str(shapes.train_annotations),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "lion" in proc.stderr, proc.stderr

@@ -19,8 +19,11 @@ from yolact import Yolact, get_config, save_weights
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="needs tritonclient (pip install -e '.[dev]')")
 
-ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32, onnx.TensorProto.INT32: model_config_pb2.TYPE_INT32,
-                  onnx.TensorProto.UINT8: model_config_pb2.TYPE_UINT8}
+ONNX_TO_TRITON = {
+    onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32,
+    onnx.TensorProto.INT32: model_config_pb2.TYPE_INT32,
+    onnx.TensorProto.UINT8: model_config_pb2.TYPE_UINT8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +36,24 @@ def weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def repository(weights):
     repo = weights.with_name("repo")
-    args = ["--weights", str(weights), "--to", "triton", "--out", str(repo), "--no-check", "--max-batch", "4",
-            "--preferred-batch", "2", "4", "--queue-delay-us", "500", "--instances", "2"]
+    args = [
+        "--weights",
+        str(weights),
+        "--to",
+        "triton",
+        "--out",
+        str(repo),
+        "--no-check",
+        "--max-batch",
+        "4",
+        "--preferred-batch",
+        "2",
+        "4",
+        "--queue-delay-us",
+        "500",
+        "--instances",
+        "2",
+    ]
     assert main(args) == 0
     return repo
 
@@ -46,7 +65,11 @@ def parsed(config_file) -> model_config_pb2.ModelConfig:
 
 def test_layout_and_config_follow_triton_schema(repository):
     assert sorted(p.relative_to(repository).as_posix() for p in repository.rglob("*")) == [
-        "yolact", "yolact/1", "yolact/1/model.onnx", "yolact/config.pbtxt"]
+        "yolact",
+        "yolact/1",
+        "yolact/1/model.onnx",
+        "yolact/config.pbtxt",
+    ]
     config = parsed(repository / "yolact" / "config.pbtxt")
     assert config.name == "yolact" and config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == 4

@@ -41,20 +41,40 @@ def test_plain_graph_passes():
     [
         (topk_graph(5000), "exceeds the parser's limit 3839"),
         (topk_graph(100, k_constant=False), "K must be an initializer"),
-        (graph_of([helper.make_node("NonZero", ["x"], ["y"])], [tensor("x")], [tensor("y", TensorProto.INT32, (2, "n"))]), "NonZero not allowed"),
+        (
+            graph_of([helper.make_node("NonZero", ["x"], ["y"])], [tensor("x")], [tensor("y", TensorProto.INT32, (2, "n"))]),
+            "NonZero not allowed",
+        ),
         (graph_of([helper.make_node("Mystery", ["x"], ["y"], domain="custom.ops")], [tensor("x")], [tensor("y")]), "custom domain"),
         (
             graph_of(
                 [helper.make_node("Resize", ["x", "", "s"], ["y"], mode="cubic")],
-                [tensor("x", shape=(1, 3, 8, 8))], [tensor("y", shape=(1, 3, 16, 16))], [("s", np.array([1, 1, 2, 2], np.float32))],
+                [tensor("x", shape=(1, 3, 8, 8))],
+                [tensor("y", shape=(1, 3, 16, 16))],
+                [("s", np.array([1, 1, 2, 2], np.float32))],
             ),
             "mode='cubic' unsupported",
         ),
-        (graph_of([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT64)], [tensor("x")], [tensor("y", TensorProto.INT64)]), "INT64 network outputs"),
-        (graph_of([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y", shape=("batch", "n"))]), "not determined by the input shapes"),
+        (
+            graph_of([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT64)], [tensor("x")], [tensor("y", TensorProto.INT64)]),
+            "INT64 network outputs",
+        ),
+        (
+            graph_of([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y", shape=("batch", "n"))]),
+            "not determined by the input shapes",
+        ),
         (graph_of([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y")], opset=7), "outside the parser's"),
     ],
-    ids=["topk-k-too-large", "topk-k-not-constant", "nonzero", "custom-op", "resize-cubic", "int64-output", "data-dependent-output", "old-opset"],
+    ids=[
+        "topk-k-too-large",
+        "topk-k-not-constant",
+        "nonzero",
+        "custom-op",
+        "resize-cubic",
+        "int64-output",
+        "data-dependent-output",
+        "old-opset",
+    ],
 )
 def test_unsupported_graphs_are_flagged(model, expected):
     result = check_model(model)

@@ -27,8 +27,7 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -39,9 +38,7 @@ def rng_state() -> dict[str, Any]:
 def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     numpy = state["numpy"]
-    np.random.set_state(
-        (numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["gauss"])
-    )
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["gauss"]))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
@@ -67,8 +64,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def prune_checkpoints(folder: Path, keep_last: int) -> None:
     """Delete all but the ``keep_last`` newest ``ckpt_<iteration>.pth`` files."""
-    numbered = sorted(
-        (int(m.group(1)), p) for p in folder.glob("ckpt_*.pth") if (m := CHECKPOINT_NAME.fullmatch(p.name))
-    )
+    numbered = sorted((int(m.group(1)), p) for p in folder.glob("ckpt_*.pth") if (m := CHECKPOINT_NAME.fullmatch(p.name)))
     for _, path in numbered[: max(0, len(numbered) - keep_last)]:
         path.unlink(missing_ok=True)

@@ -151,9 +151,7 @@ class Trainer:
         self.criterion = YolactLoss(self.cfg)
         self.optimizer, self.scheduler = build_optimizer(self.model, self.cfg)
         self.restore_progress(resume_state)
-        self.stream = TrainStream(
-            dataset, self.per_rank_batch, self.ctx, options.seed, options.workers, self.device.type == "cuda"
-        )
+        self.stream = TrainStream(dataset, self.per_rank_batch, self.ctx, options.seed, options.workers, self.device.type == "cuda")
         self.plan_evaluations()
 
     # -- set-up steps, in the order __init__ runs them ---------------------------------------------------
@@ -174,8 +172,7 @@ class Trainer:
             raise TrainError(f"--batch-size {batch_size}: not divisible by the {ctx.world_size} processes")
         self.per_rank_batch = batch_size // ctx.world_size
         if len(dataset) < batch_size:
-            raise TrainError(f"--train-images {self.data.train_images}: {len(dataset)} images, fewer than "
-                             f"--batch-size {batch_size}")
+            raise TrainError(f"--train-images {self.data.train_images}: {len(dataset)} images, fewer than --batch-size {batch_size}")
         self.cfg = fit_schedule(cfg, batch_size, options.iters, options.lr)
         if options.sync_bn and not (ctx.enabled and self.device.type == "cuda"):
             raise TrainError("--sync-bn: needs several CUDA processes (torchrun --nproc_per_node N on GPUs)")
@@ -272,12 +269,16 @@ class Trainer:
         start = time.monotonic()
         deadline = None if self.options.time_limit is None else start + 60.0 * self.options.time_limit
         bar = tqdm(
-            total=self.cfg.max_iter, initial=self.iteration, desc="train", dynamic_ncols=True,
+            total=self.cfg.max_iter,
+            initial=self.iteration,
+            desc="train",
+            dynamic_ncols=True,
             disable=not (self.ctx.is_main and self.options.progress),
         )
         batches = self.stream.batches(self.iteration)
-        self.log({"iteration": self.iteration, "precision": "bf16 autocast, channels-last" if self.bf16 else "fp32",
-                  "device": str(self.device)})
+        self.log(
+            {"iteration": self.iteration, "precision": "bf16 autocast, channels-last" if self.bf16 else "fp32", "device": str(self.device)}
+        )
         while self.iteration < self.cfg.max_iter:
             losses, stepped = self.train_step(*next(batches))
             bar.update(1)
@@ -285,12 +286,24 @@ class Trainer:
             out_of_time = deadline is not None and self.ctx.any_rank(time.monotonic() >= deadline, self.device)
             finished = out_of_time or self.iteration == self.cfg.max_iter
             if not stepped:
-                self.log({"iteration": self.iteration, "skipped": "non-finite loss",
-                          "skipped_steps": self.skipped_steps, **self.loss_fields(losses)})
+                self.log(
+                    {
+                        "iteration": self.iteration,
+                        "skipped": "non-finite loss",
+                        "skipped_steps": self.skipped_steps,
+                        **self.loss_fields(losses),
+                    }
+                )
                 bar.write(f"iteration {self.iteration}: non-finite loss, step skipped ({self.skipped_steps} so far)")
             elif finished or self.iteration % self.options.log_every == 0:
-                self.log({"iteration": self.iteration, "lr": self.scheduler.get_last_lr()[0],
-                          **self.loss_fields(losses), "time": time.monotonic() - start})
+                self.log(
+                    {
+                        "iteration": self.iteration,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        **self.loss_fields(losses),
+                        "time": time.monotonic() - start,
+                    }
+                )
             if finished:
                 break
             if self.eval_every and self.iteration % self.eval_every == 0:
@@ -302,8 +315,7 @@ class Trainer:
         self.save()
         if self.ctx.is_main:
             save_weights(self.model, self.out / "weights.pth")
-        return TrainResult(self.out, self.iteration, time.monotonic() - start, self.skipped_steps, metrics,
-                           self.best_ap)
+        return TrainResult(self.out, self.iteration, time.monotonic() - start, self.skipped_steps, metrics, self.best_ap)
 
     @staticmethod
     def loss_fields(losses: dict[str, float]) -> dict[str, float]:

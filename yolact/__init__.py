@@ -14,7 +14,23 @@ __version__ = "0.1.0"
 Detections = PaddedDetections
 
 __all__ = [
-    "BatchResult", "CONFIGS", "CheckpointError", "Detections", "EndToEnd", "ImageDetections", "PaddedDetections", "Yolact",
-    "YolactConfig", "YolactOutput", "assemble_masks", "detect", "detect_traditional", "get_config",
-    "load_model", "predict", "preprocess", "save_weights", "to_image",
+    "BatchResult",
+    "CONFIGS",
+    "CheckpointError",
+    "Detections",
+    "EndToEnd",
+    "ImageDetections",
+    "PaddedDetections",
+    "Yolact",
+    "YolactConfig",
+    "YolactOutput",
+    "assemble_masks",
+    "detect",
+    "detect_traditional",
+    "get_config",
+    "load_model",
+    "predict",
+    "preprocess",
+    "save_weights",
+    "to_image",
 ]

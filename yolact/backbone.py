@@ -29,7 +29,10 @@ class ResNetBackbone(nn.Module):
     """
 
     def __init__(
-        self, layers: tuple[int, ...], block: str = "bottleneck", dcn_layers: tuple[int, ...] = (0, 0, 0, 0),
+        self,
+        layers: tuple[int, ...],
+        block: str = "bottleneck",
+        dcn_layers: tuple[int, ...] = (0, 0, 0, 0),
         dcn_interval: int = 1,
     ):
         super().__init__()
@@ -42,7 +45,11 @@ class ResNetBackbone(nn.Module):
             for index in deformable_blocks(len(stage), num_dcn, dcn_interval):
                 conv = stage[index].conv2
                 stage[index].conv2 = ModulatedDeformConv2d(
-                    conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.padding[0],
+                    conv.in_channels,
+                    conv.out_channels,
+                    conv.kernel_size[0],
+                    conv.stride[0],
+                    conv.padding[0],
                     conv.dilation[0],
                 )
 
@@ -72,7 +79,7 @@ def torchvision_resnet_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str,
             continue
         if key.startswith("layer"):
             stage = int(key[len("layer")]) - 1
-            key = f"layers.{stage}{key[len('layerN'):]}"
+            key = f"layers.{stage}{key[len('layerN') :]}"
         out[key] = value
     return out
 

@@ -66,9 +66,7 @@ def encode(matched: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
     return torch.cat((centers, sizes), dim=-1)
 
 
-def sanitize_coordinates(
-    coord1: torch.Tensor, coord2: torch.Tensor, size: int, padding: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
+def sanitize_coordinates(coord1: torch.Tensor, coord2: torch.Tensor, size: int, padding: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised coordinates -> ordered absolute coordinates, widened by ``padding`` and clamped to [0, size]."""
     coord1 = coord1 * size
     coord2 = coord2 * size

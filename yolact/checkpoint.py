@@ -85,7 +85,9 @@ def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
     matches = [
         name
         for name, cfg in CONFIGS.items()
-        if cfg.backbone == backbone and list(cfg.backbone_layers) == layers and cfg.fpn_channels == fpn_channels
+        if cfg.backbone == backbone
+        and list(cfg.backbone_layers) == layers
+        and cfg.fpn_channels == fpn_channels
         and any(cfg.dcn_layers) == deformable
     ]
     dcn = ", DCN" if deformable else ""
@@ -136,16 +138,16 @@ def resolve_config(config: str | YolactConfig | None, embedded: Mapping[str, Any
             return embedded_cfg
         config = config_from_file_name(source)
         if config is None:
-            raise CheckpointError(f"{source}: holds no config and its name is none of the authors' "
-                                  f"(<config>_<epoch>_<iteration>.pth); name one with --config ({', '.join(CONFIGS)})")
+            raise CheckpointError(
+                f"{source}: holds no config and its name is none of the authors' "
+                f"(<config>_<epoch>_<iteration>.pth); name one with --config ({', '.join(CONFIGS)})"
+            )
     if embedded_cfg is not None and embedded_cfg.name == config:
         return embedded_cfg
     return get_config(config)
 
 
-def load_model(
-    weights: str | os.PathLike, config: str | YolactConfig | None = None, device: str | torch.device = "cpu"
-) -> Yolact:
+def load_model(weights: str | os.PathLike, config: str | YolactConfig | None = None, device: str | torch.device = "cpu") -> Yolact:
     """Build the model for ``config`` (or the checkpoint's own) and load ``weights`` into it, in eval mode."""
     state_dict, embedded = read_checkpoint(weights)
     cfg = resolve_config(config, embedded, str(weights))

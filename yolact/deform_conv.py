@@ -25,7 +25,12 @@ class ModulatedDeformConv2d(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, padding: int = 1,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
         dilation: int = 1,
     ):
         super().__init__()
@@ -33,7 +38,11 @@ class ModulatedDeformConv2d(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.conv_offset_mask = nn.Conv2d(
-            in_channels, 3 * kernel_size * kernel_size, kernel_size, stride=stride, padding=padding,
+            in_channels,
+            3 * kernel_size * kernel_size,
+            kernel_size,
+            stride=stride,
+            padding=padding,
             dilation=dilation,
         )
         bound = 1 / math.sqrt(in_channels * kernel_size * kernel_size)  # DCNv2's uniform initialisation

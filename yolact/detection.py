@@ -49,9 +49,7 @@ def candidate_scores(scores: torch.Tensor, conf_thresh: float) -> torch.Tensor:
     return torch.where(is_candidate[..., None], scores, -1.0)
 
 
-def fast_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, iou_thresh: float, top_k: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fast_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thresh: float, top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fast NMS per class over pre-filtered candidates.
 
     boxes [B, P, 4], scores [B, P, C] (-1 marks non-candidates) -> for each class its ``top_k`` best priors:

@@ -58,9 +58,7 @@ def coco_detections(image_id: int, dets: ImageDetections, category_ids: list[int
     ]
 
 
-def score_detections(
-    coco_gt: COCO, detections: list[dict[str, Any]], image_ids: Iterable[int] | None = None
-) -> dict[str, float]:
+def score_detections(coco_gt: COCO, detections: list[dict[str, Any]], image_ids: Iterable[int] | None = None) -> dict[str, float]:
     """Box and mask AP of ``detections`` against ``coco_gt`` (restricted to ``image_ids`` if given): the
     ``METRIC_NAMES`` keys as fractions, plus the ``mask_box_score/*`` ones (masks ranked by box score) when
     re-scoring changed some mask's score; all zero when there are no detections."""
@@ -142,16 +140,13 @@ def evaluate_detector(
 def format_table(metrics: dict[str, float]) -> str:
     """The metrics as a percent table, one row per task::
 
-               AP   AP50   AP75    APs    APm    APl
-         box  12.34 ...
+          AP   AP50   AP75    APs    APm    APl
+    box  12.34 ...
     """
     kinds = [kind for kind in _TASKS if f"{kind}/AP" in metrics]
     width = max(len(kind) for kind in kinds)
     header = " " * (width + 1) + "".join(f"{name:>7}" for name in _STATS)
-    rows = [
-        f"{kind:>{width}} " + "".join(f"{_percent(metrics.get(f'{kind}/{name}', math.nan)):>7}" for name in _STATS)
-        for kind in kinds
-    ]
+    rows = [f"{kind:>{width}} " + "".join(f"{_percent(metrics.get(f'{kind}/{name}', math.nan)):>7}" for name in _STATS) for kind in kinds]
     return "\n".join([header, *rows])
 
 

@@ -92,9 +92,7 @@ class ImageDetections:
     def above(self, score_threshold: float) -> "ImageDetections":
         """The detections whose box score is above the threshold."""
         keep = self.scores > score_threshold
-        return ImageDetections(
-            self.boxes[keep], self.scores[keep], self.class_ids[keep], self.masks[keep], self.mask_scores[keep]
-        )
+        return ImageDetections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.masks[keep], self.mask_scores[keep])
 
 
 def to_image(result: BatchResult, index: int, height: int, width: int) -> ImageDetections:
@@ -122,9 +120,7 @@ def to_image(result: BatchResult, index: int, height: int, width: int) -> ImageD
 def batch_from_images(images_bgr: Sequence[np.ndarray], model: Yolact) -> torch.Tensor:
     """BGR uint8 images of any sizes -> one preprocessed batch [B, 3, S, S] on the model's device."""
     device = next(model.parameters()).device
-    return torch.cat(
-        [preprocess(torch.from_numpy(np.ascontiguousarray(img))[None].to(device), model.cfg) for img in images_bgr]
-    )
+    return torch.cat([preprocess(torch.from_numpy(np.ascontiguousarray(img))[None].to(device), model.cfg) for img in images_bgr])
 
 
 @torch.inference_mode()
@@ -134,9 +130,7 @@ def predict(model: Yolact, images_bgr: Sequence[np.ndarray], nms: str = "fast") 
 
 
 @torch.inference_mode()
-def predict_with_prototypes(
-    model: Yolact, images_bgr: Sequence[np.ndarray], nms: str = "fast"
-) -> tuple[list[ImageDetections], np.ndarray]:
+def predict_with_prototypes(model: Yolact, images_bgr: Sequence[np.ndarray], nms: str = "fast") -> tuple[list[ImageDetections], np.ndarray]:
     """:func:`predict`, plus each image's prototypes [B, Hp, Wp, k] float32 from the same forward pass."""
     was_training = model.training
     model.eval()

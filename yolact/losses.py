@@ -143,7 +143,10 @@ class YolactLoss(nn.Module):
         self.cfg = cfg
 
     def forward(
-        self, output: YolactOutput, targets: Sequence[dict], maskiou_net: MaskIoUNet | None = None,
+        self,
+        output: YolactOutput,
+        targets: Sequence[dict],
+        maskiou_net: MaskIoUNet | None = None,
         maskiou_weight: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         if output.segm is None:
@@ -189,9 +192,7 @@ class YolactLoss(nn.Module):
         loss = F.cross_entropy(output.conf[selected], matches.labels[selected], reduction="sum")
         return loss * self.cfg.conf_alpha
 
-    def mask_loss(
-        self, output: YolactOutput, matches: Matches, targets: Sequence[dict]
-    ) -> tuple[torch.Tensor, MaskIoUSamples | None]:
+    def mask_loss(self, output: YolactOutput, matches: Matches, targets: Sequence[dict]) -> tuple[torch.Tensor, MaskIoUSamples | None]:
         """Per-pixel BCE of the assembled masks against the GT masks at prototype resolution, inside the GT
         box, each mask's sum divided by its box area in prototype pixels; summed, x ``mask_alpha``.
 
@@ -220,8 +221,7 @@ class YolactLoss(nn.Module):
             box_area = (gt_boxes[:, 2] - gt_boxes[:, 0]) * proto_w * (gt_boxes[:, 3] - gt_boxes[:, 1]) * proto_h
             total = total + (pixel_loss.sum(dim=(1, 2)) / box_area).sum() * (num_pos / len(prior_index))
             if self.cfg.use_maskiou:
-                samples.append(self._maskiou_samples(crop(torch.sigmoid(logits), gt_boxes), gt_masks,
-                                                     target["labels"][gt_index]))
+                samples.append(self._maskiou_samples(crop(torch.sigmoid(logits), gt_boxes), gt_masks, target["labels"][gt_index]))
         return total * self.cfg.mask_alpha, self._sample_maskious(samples, output.protos) if self.cfg.use_maskiou else None
 
     def _maskiou_samples(self, masks: torch.Tensor, gt_masks: torch.Tensor, labels: torch.Tensor) -> MaskIoUSamples:
@@ -237,8 +237,9 @@ class YolactLoss(nn.Module):
         """The batch's samples, at most ``maskious_to_train`` of them, chosen at random."""
         if not samples:  # no positives at all: an empty batch keeps the net in the graph
             height, width = protos.shape[1:3]
-            return MaskIoUSamples(protos.new_zeros((0, 1, height, width)), protos.new_zeros(0),
-                                  torch.zeros(0, dtype=torch.int64, device=protos.device))
+            return MaskIoUSamples(
+                protos.new_zeros((0, 1, height, width)), protos.new_zeros(0), torch.zeros(0, dtype=torch.int64, device=protos.device)
+            )
         batch = MaskIoUSamples(*(torch.cat(parts) for parts in zip(*samples)))
         limit = self.cfg.maskious_to_train
         if 0 < limit < len(batch.iou):

@@ -44,9 +44,7 @@ class FPN(nn.Module):
         super().__init__()
         self.lat_layers = nn.ModuleList([nn.Conv2d(c, channels, 1) for c in reversed(in_channels)])
         self.pred_layers = nn.ModuleList([nn.Conv2d(channels, channels, 3, padding=1) for _ in in_channels])
-        self.downsample_layers = nn.ModuleList(
-            [nn.Conv2d(channels, channels, 3, padding=1, stride=2) for _ in range(num_downsample)]
-        )
+        self.downsample_layers = nn.ModuleList([nn.Conv2d(channels, channels, 3, padding=1, stride=2) for _ in range(num_downsample)])
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """features: C3..C5 [B, Ci, Hi, Wi] -> P3..P7 [B, channels, Hj, Wj]."""
@@ -157,9 +155,7 @@ class Yolact(nn.Module):
         self.proto_net = make_protonet(cfg.fpn_channels, cfg.proto_channels, cfg.mask_dim)
         self.fpn = FPN(c3_c5, cfg.fpn_channels)
         # A ModuleList of one keeps the authors' key prefix ``prediction_layers.0``.
-        self.prediction_layers = nn.ModuleList(
-            [PredictionHead(cfg.fpn_channels, cfg.num_anchors, cfg.num_classes, cfg.mask_dim)]
-        )
+        self.prediction_layers = nn.ModuleList([PredictionHead(cfg.fpn_channels, cfg.num_anchors, cfg.num_classes, cfg.mask_dim)])
         self.semantic_seg_conv = nn.Conv2d(cfg.fpn_channels, cfg.num_classes, 1)
         # Used by the re-scoring in ``yolact.inference`` and by the mask-IoU loss, not by forward.
         self.maskiou_net = MaskIoUNet(cfg.maskiou_channels, cfg.num_classes) if cfg.use_maskiou else None

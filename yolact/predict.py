@@ -63,8 +63,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     parser.add_argument("--nms", choices=("fast", "traditional"), default="fast")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--prototypes", action="store_true", help="also write <stem>_prototypes.png, the "
-                        "image's prototype masks as a grid")
+    parser.add_argument("--prototypes", action="store_true", help="also write <stem>_prototypes.png, the image's prototype masks as a grid")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")

@@ -22,9 +22,7 @@ def make_priors(cfg: YolactConfig, level_sizes: tuple[tuple[int, int], ...]) -> 
     flattened. Sizes are divided by ``cfg.max_size``, not by the actual input size; with
     ``use_square_anchors`` (every v1 config) the height equals the width.
     """
-    priors = _make_priors(
-        level_sizes, cfg.pred_scales, cfg.scales_per_octave, cfg.aspect_ratios, cfg.max_size, cfg.use_square_anchors
-    )
+    priors = _make_priors(level_sizes, cfg.pred_scales, cfg.scales_per_octave, cfg.aspect_ratios, cfg.max_size, cfg.use_square_anchors)
     return torch.tensor(priors)
 
 

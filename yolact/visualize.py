@@ -19,9 +19,7 @@ def instance_color(index: int) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def draw_detections(
-    image_bgr: np.ndarray, dets: ImageDetections, class_names: Sequence[str], mask_alpha: float = 0.45
-) -> np.ndarray:
+def draw_detections(image_bgr: np.ndarray, dets: ImageDetections, class_names: Sequence[str], mask_alpha: float = 0.45) -> np.ndarray:
     """A copy of ``image_bgr`` [H, W, 3] uint8 with every detection drawn, highest score on top. Labels give
     the class and box score, and the mask score after a slash where re-scoring made it differ."""
     canvas = image_bgr.astype(np.float32)

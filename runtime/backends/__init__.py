@@ -39,11 +39,17 @@ def check_backend_reads(model: Path, backend: str) -> None:
     fails here with the backends that read it, not deep in the library with a parse error."""
     readers = READERS.get(model.suffix, (backend,))
     if backend not in readers:
-        raise ModelError(f"{model}: backend {backend} cannot read a {model.suffix} file (backend {' or '.join(readers)} does; auto picks it)")
+        raise ModelError(
+            f"{model}: backend {backend} cannot read a {model.suffix} file (backend {' or '.join(readers)} does; auto picks it)"
+        )
 
 
 def open_backend(
-    model: str | Path, backend: str = "auto", device: str | None = None, precision: str | None = None, threads: int | None = None,
+    model: str | Path,
+    backend: str = "auto",
+    device: str | None = None,
+    precision: str | None = None,
+    threads: int | None = None,
     timeout_s: float | None = None,
 ) -> Backend:
     """Load ``model`` on ``backend`` (a ``grpc://`` or ``http://`` URL: the model on that Triton server, whose

@@ -62,9 +62,7 @@ def provider_order(device: str, precision: str | None, available: list[str]) -> 
         if device == "auto":
             wanted.append((OPENVINO_EP, {"device_type": "CPU", "precision": "FP32"}))
         elif not any(name in available for name, _ in wanted):
-            raise ModelError(
-                f"device {device}: this onnxruntime has no CUDA or TensorRT provider (pip install onnxruntime-gpu)"
-            )
+            raise ModelError(f"device {device}: this onnxruntime has no CUDA or TensorRT provider (pip install onnxruntime-gpu)")
         wanted.append((CPU_EP, {}))
     else:
         raise ModelError(f"device {device!r}: onnxruntime takes {DEVICES}")

@@ -36,8 +36,9 @@ def is_server_url(model: object) -> bool:
     return isinstance(model, str) and urlsplit(model).scheme in SCHEMES
 
 
-def open_server_model(url: str, backend: str, device: str | None, precision: str | None, threads: int | None,
-                      timeout_s: float | None = None) -> "TritonClientBackend":
+def open_server_model(
+    url: str, backend: str, device: str | None, precision: str | None, threads: int | None, timeout_s: float | None = None
+) -> "TritonClientBackend":
     """The client for ``url`` (answers awaited ``timeout_s``, default ``DEFAULT_TIMEOUT_S``); device, precision
     and threads belong to the server, not to its clients."""
     if backend not in ("auto", TritonClientBackend.name):
@@ -114,7 +115,12 @@ class TritonClientBackend(Backend):
         """The model's outputs (name -> per-image dims), or a ModelError when it is not a YOLACT graph."""
         inputs = {tensor["name"]: tensor for tensor in metadata.get("inputs", [])}
         image = inputs.get(INPUT_NAME)
-        if image is None or image["datatype"] != "UINT8" or [int(d) for d in image["shape"]][-3:] != [-1, -1, 3] or len(image["shape"]) != 4:
+        if (
+            image is None
+            or image["datatype"] != "UINT8"
+            or [int(d) for d in image["shape"]][-3:] != [-1, -1, 3]
+            or len(image["shape"]) != 4
+        ):
             raise ModelError(
                 f"{self.url}: model {self.model_name!r} has no {INPUT_NAME!r} input of UINT8 [batch, -1, -1, 3]: not a "
                 "model served by python -m runtime.serve or exported by python -m export --to triton"
@@ -141,7 +147,11 @@ class TritonClientBackend(Backend):
                 if not isinstance(error, TimeoutError) and attempt < self.retries:
                     time.sleep(BACKOFF_S * 2**attempt)
                     continue
-                reason = f"no answer within {self.timeout_s:g} s" if isinstance(error, TimeoutError) else (error.strerror or type(error).__name__)
+                reason = (
+                    f"no answer within {self.timeout_s:g} s"
+                    if isinstance(error, TimeoutError)
+                    else (error.strerror or type(error).__name__)
+                )
                 raise ModelError(f"{self.url}: no Triton server answers ({reason}, {attempt + 1} attempt(s))") from None
         raise AssertionError("unreachable")
 

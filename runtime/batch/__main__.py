@@ -38,19 +38,33 @@ def workers_option(text: str) -> tuple[int, int]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = entry_parser(PROG, __doc__)
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders, globs, list files (.txt, "
-                        ".lst), Parquet or Arrow tables; local paths or URIs (s3://, gs://, file://)")
-    parser.add_argument("--model", required=True, help="exported .onnx, OpenVINO .xml (with its .bin), TensorRT .engine, "
-                        "or a served model (grpc://HOST:8001/NAME); sent to every worker by the driver")
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="image files, folders, globs, list files (.txt, .lst), Parquet or Arrow tables; local paths or URIs (s3://, gs://, file://)",
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="exported .onnx, OpenVINO .xml (with its .bin), TensorRT .engine, "
+        "or a served model (grpc://HOST:8001/NAME); sent to every worker by the driver",
+    )
     parser.add_argument("--out", required=True, help="results folder (local or URI): Parquet parts")
     parser.add_argument("--coco-json", metavar="FILE", help="also write every result in COCO results format (masks as RLE)")
     parser.add_argument("--overwrite", action="store_true", help="drop the results already in --out and start again")
     parser.add_argument("--address", help="a running Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: an embedded Ray)")
-    parser.add_argument("--workers", type=workers_option, default=(1, 1), metavar="N|MIN-MAX",
-                        help="Segmenter actors: a fixed number, or an autoscaling range (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=workers_option,
+        default=(1, 1),
+        metavar="N|MIN-MAX",
+        help="Segmenter actors: a fixed number, or an autoscaling range (default 1)",
+    )
     parser.add_argument("--image-column", default="image", help="Parquet/Arrow column of encoded images (default image)")
-    parser.add_argument("--path-column", default="path", help="Parquet/Arrow column naming each row (default path; "
-                        "without it a row is TABLE#ROW)")
+    parser.add_argument(
+        "--path-column", default="path", help="Parquet/Arrow column naming each row (default path; without it a row is TABLE#ROW)"
+    )
     parser.add_argument("--max-image-mb", type=positive_float, default=64.0, help="larger files are error rows (default 64)")
     parser.add_argument("--max-megapixels", type=positive_float, default=64.0, help="larger images are error rows (default 64)")
     parser.add_argument("--part-rows", type=positive_int, default=256, help="rows per committed Parquet part (default 256)")
@@ -59,16 +73,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", help="fp32, fp16 or bf16; default fp32 (a TensorRT engine: its own)")
     parser.add_argument("--batch-size", type=positive_int, help="images per run in an actor (default 8)")
     parser.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring above (default 0.3)")
-    parser.add_argument("--threads", type=positive_int, help="intra-op threads per actor (default: the backend's, all cores); "
-                        "with several actors on a node, its cores / actors")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="intra-op threads per actor (default: the backend's, all cores); with several actors on a node, its cores / actors",
+    )
     parser.add_argument("--cpus-per-worker", type=positive_float, default=1.0, help="CPUs each actor reserves in Ray (default 1)")
     return parser.parse_args(argv)
 
 
 def settings_from(args: argparse.Namespace) -> JobSettings:
     options = {
-        "backend": args.backend, "device": args.device, "precision": args.precision, "score_threshold": args.score_threshold,
-        "threads": args.threads, "batch_size": args.batch_size,
+        "backend": args.backend,
+        "device": args.device,
+        "precision": args.precision,
+        "score_threshold": args.score_threshold,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
     }
     on_gpu = (args.device or "").startswith("cuda")
     pool = WorkerPool(*args.workers, cpus=args.cpus_per_worker, gpus=1.0 if on_gpu else 0.0)
@@ -106,9 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if len(items):
             summary = run_job(items, sources, results, settings, args.address)
-            print(f"{summary.processed} images in {summary.seconds:.1f} s ({summary.processed / summary.seconds:.1f} images/s; "
-                  f"{summary.steady_images_per_s:.1f} images/s after the first rows, at {summary.first_rows_s:.1f} s), "
-                  f"{summary.errors} with an error; {len(summary.parts)} parts committed")
+            print(
+                f"{summary.processed} images in {summary.seconds:.1f} s ({summary.processed / summary.seconds:.1f} images/s; "
+                f"{summary.steady_images_per_s:.1f} images/s after the first rows, at {summary.first_rows_s:.1f} s), "
+                f"{summary.errors} with an error; {len(summary.parts)} parts committed"
+            )
         print(f"{total} images, {total - len(items)} of them done before; results in {args.out}")
         if args.coco_json:
             count = write_coco_json(args.coco_json, results)
@@ -118,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # in the task (its own first line names only the task).
         raise WorkFailed(f"{one_line(getattr(error, 'cause', None) or error)} (committed parts are kept: rerun to resume)") from None
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

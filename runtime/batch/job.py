@@ -112,17 +112,27 @@ def results_dataset(items: pa.Table, sources: Sources, settings: JobSettings) ->
     size = settings.rows_per_block
     blocks = [items.slice(start, size) for start in range(0, len(items), size)]
     decoded = ray.data.from_arrow(blocks).map_batches(
-        decode_items, batch_format="pyarrow", batch_size=None, num_cpus=DECODE_CPUS,
+        decode_items,
+        batch_format="pyarrow",
+        batch_size=None,
+        num_cpus=DECODE_CPUS,
         fn_kwargs={"filesystems": sources.filesystems, "image_column": settings.image_column, "limits": settings.limits},
     )
     pool = settings.pool
     return decoded.map_batches(
-        SegmenterWorker, batch_format="pyarrow", batch_size=size, compute=pool.compute(),
-        num_cpus=pool.cpus, num_gpus=pool.gpus or None,
+        SegmenterWorker,
+        batch_format="pyarrow",
+        batch_size=size,
+        compute=pool.compute(),
+        num_cpus=pool.cpus,
+        num_gpus=pool.gpus or None,
         # The model's bytes go through the object store once, held by the driver for the whole job (a
         # reference inside a dict is not resolved by Ray), so that a restarted actor can fetch them again.
-        fn_constructor_kwargs={"model": settings.model, "files": {"ref": ray.put(model_files(settings.model))},
-                               "options": settings.segmenter_options},
+        fn_constructor_kwargs={
+            "model": settings.model,
+            "files": {"ref": ray.put(model_files(settings.model))},
+            "options": settings.segmenter_options,
+        },
         # Ray Data's actor pools restart a dead actor (killed, out of memory) and retry its batch without
         # limit (max_restarts=-1, max_task_retries=-1 by default): exactly-once relies on it.
     )

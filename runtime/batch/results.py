@@ -29,18 +29,20 @@ from .sources import filesystem_of, is_uri
 # (pycocotools' compressed counts as ASCII text, size [height, width]). A row whose image could not be
 # read or decoded has ``error`` set (one line naming the path) and empty lists; height and width are null
 # when the image was not decoded.
-RESULT_SCHEMA = pa.schema([
-    ("path", pa.string()),
-    ("height", pa.int32()),
-    ("width", pa.int32()),
-    ("class_ids", pa.list_(pa.int64())),
-    ("class_names", pa.list_(pa.string())),
-    ("scores", pa.list_(pa.float32())),
-    ("mask_scores", pa.list_(pa.float32())),
-    ("boxes", pa.list_(pa.list_(pa.int64(), 4))),  # pixel x1, y1, x2, y2
-    ("masks", pa.list_(pa.struct([("size", pa.list_(pa.int32(), 2)), ("counts", pa.string())]))),
-    ("error", pa.string()),
-])
+RESULT_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("class_ids", pa.list_(pa.int64())),
+        ("class_names", pa.list_(pa.string())),
+        ("scores", pa.list_(pa.float32())),
+        ("mask_scores", pa.list_(pa.float32())),
+        ("boxes", pa.list_(pa.list_(pa.int64(), 4))),  # pixel x1, y1, x2, y2
+        ("masks", pa.list_(pa.struct([("size", pa.list_(pa.int32(), 2)), ("counts", pa.string())]))),
+        ("error", pa.string()),
+    ]
+)
 PART_PREFIX = "part-"
 PART_SUFFIX = ".parquet"
 TEMPORARY_PREFIX = ".part-"
@@ -64,8 +66,16 @@ def detections_row(path: str, detections: Detections) -> dict[str, Any]:
 
 def error_row(path: str, error: str, height: int | None = None, width: int | None = None) -> dict[str, Any]:
     return {
-        "path": path, "height": height, "width": width, "class_ids": [], "class_names": [], "scores": [], "mask_scores": [],
-        "boxes": [], "masks": [], "error": error,
+        "path": path,
+        "height": height,
+        "width": width,
+        "class_ids": [],
+        "class_names": [],
+        "scores": [],
+        "mask_scores": [],
+        "boxes": [],
+        "masks": [],
+        "error": error,
     }
 
 
@@ -88,10 +98,7 @@ class ResultsFolder:
         return self.filesystem.get_file_info(pafs.FileSelector(self.path, recursive=False))
 
     def parts(self) -> list[str]:
-        return sorted(
-            info.path for info in self.files()
-            if info.base_name.startswith(PART_PREFIX) and info.base_name.endswith(PART_SUFFIX)
-        )
+        return sorted(info.path for info in self.files() if info.base_name.startswith(PART_PREFIX) and info.base_name.endswith(PART_SUFFIX))
 
     def prepare(self, overwrite: bool) -> None:
         """Create the folder; remove leftovers of interrupted writes, and with ``overwrite`` every part."""
@@ -146,10 +153,15 @@ def coco_results(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         image_id = coco_image_id(row["path"])
         for class_id, score, box, mask in zip(row["class_ids"], row["mask_scores"], row["boxes"], row["masks"]):
             x1, y1, x2, y2 = box
-            entries.append({
-                "image_id": image_id, "category_id": class_id + 1, "segmentation": {"size": mask["size"], "counts": mask["counts"]},
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score,
-            })
+            entries.append(
+                {
+                    "image_id": image_id,
+                    "category_id": class_id + 1,
+                    "segmentation": {"size": mask["size"], "counts": mask["counts"]},
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": score,
+                }
+            )
     return entries
 
 

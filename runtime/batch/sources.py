@@ -35,9 +35,15 @@ IMAGE_FILE = -1
 
 # The work items: key, filesystem (an index into Sources.filesystems), the file on it, and for a table row
 # its row group (Parquet) or record batch (Arrow) and its row there.
-ITEM_SCHEMA = pa.schema([
-    ("path", pa.string()), ("filesystem", pa.int32()), ("file", pa.string()), ("chunk", pa.int32()), ("row", pa.int32()),
-])
+ITEM_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("filesystem", pa.int32()),
+        ("file", pa.string()),
+        ("chunk", pa.int32()),
+        ("row", pa.int32()),
+    ]
+)
 
 
 @dataclass
@@ -108,7 +114,7 @@ class SourceReader:
         self.filesystems.append(filesystem)
         index = len(self.filesystems) - 1
         if has_magic(source):
-            pattern = source[len(base):].lstrip("/")
+            pattern = source[len(base) :].lstrip("/")
             for relative, file in listed_files(filesystem, path, self.skip_folder):
                 if fnmatch.fnmatchcase(relative, pattern):
                     self.add_file(joined(base, relative), index, file)
@@ -175,7 +181,7 @@ def listed_files(filesystem: pafs.FileSystem, folder: str, skip_folder: str | No
     and those below ``skip_folder`` left out."""
     infos = filesystem.get_file_info(pafs.FileSelector(folder, recursive=True))
     for info in sorted((info for info in infos if info.type == pafs.FileType.File), key=lambda info: info.path):
-        relative = info.path[len(folder.rstrip("/")) + 1:]
+        relative = info.path[len(folder.rstrip("/")) + 1 :]
         hidden = any(part.startswith(".") for part in relative.split("/"))
         if not hidden and not (skip_folder and info.path.startswith(skip_folder.rstrip("/") + "/")):
             yield relative, info.path

@@ -21,9 +21,15 @@ from ..segmenter import Segmenter
 from .results import detections_row, error_row, results_table
 from .sources import IMAGE_FILE, read_table_chunk
 
-DECODED_SCHEMA = pa.schema([
-    ("path", pa.string()), ("pixels", pa.large_binary()), ("height", pa.int32()), ("width", pa.int32()), ("error", pa.string()),
-])
+DECODED_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("pixels", pa.large_binary()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("error", pa.string()),
+    ]
+)
 
 
 class Limits:

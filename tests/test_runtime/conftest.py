@@ -31,7 +31,8 @@ def fixed_shape_copy(model: Path, out: Path, *args: str) -> Path:
     """``model`` with dynamic input dimensions fixed by onnxruntime's own tool."""
     subprocess.run(
         [sys.executable, "-m", "onnxruntime.tools.make_dynamic_shape_fixed", *args, str(model), str(out)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     return out
 

@@ -29,8 +29,12 @@ from runtime.batch.job import pending_items
 from runtime.batch.results import detections_row
 from runtime.batch.sources import SourceReader
 
-BAD_FILES = {"empty.png": "empty file", "notes.txt": "not an image OpenCV can read", "broken.jpg": "not an image OpenCV can read",
-             "huge.png": "over the limit"}
+BAD_FILES = {
+    "empty.png": "empty file",
+    "notes.txt": "not an image OpenCV can read",
+    "broken.jpg": "not an image OpenCV can read",
+    "huge.png": "over the limit",
+}
 RUN_TIMEOUT_S = 240
 
 
@@ -171,18 +175,36 @@ def test_model_that_fails_to_load_is_one_line_before_any_work(tmp_path, image_fo
 
 def test_s3_in_and_out_on_a_two_node_cluster(tmp_path, onnx_model, batch_scenes, reference_rows, ray_cluster, s3_endpoint):
     """Images and a Parquet table of image bytes read from s3://, results written to s3://, by 2 workers."""
-    env = {**os.environ, "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    s3 = pafs.S3FileSystem(endpoint_override=s3_endpoint, access_key="test", secret_key="test", region="us-east-1",
-                           allow_bucket_creation=True)
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    s3 = pafs.S3FileSystem(
+        endpoint_override=s3_endpoint, access_key="test", secret_key="test", region="us-east-1", allow_bucket_creation=True
+    )
     s3.create_dir("scenes")
     for index, image in enumerate(batch_scenes):
         with s3.open_output_stream(f"scenes/images/{index:03d}.png") as stream:
             stream.write(encoded(image))
     table = pa.table({"image": [encoded(image) for image in batch_scenes], "path": [f"row-{i:03d}" for i in range(len(batch_scenes))]})
     pq.write_table(table, "scenes/table.parquet", filesystem=s3, row_group_size=4)
-    done = run_batch("s3://scenes/images", "s3://scenes/table.parquet", "--model", onnx_model, "--out", "s3://scenes/out",
-                     "--address", ray_cluster, "--workers", 2, env=env)
+    done = run_batch(
+        "s3://scenes/images",
+        "s3://scenes/table.parquet",
+        "--model",
+        onnx_model,
+        "--out",
+        "s3://scenes/out",
+        "--address",
+        ray_cluster,
+        "--workers",
+        2,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     rows = read_rows("scenes/out", s3)
     assert sorted(row["path"] for row in rows) == sorted(
@@ -222,9 +244,12 @@ def test_worker_killed_mid_run_every_image_once(tmp_path, onnx_model, many_image
     """SIGKILL to the Segmenter actor's process after the first part: Ray restarts it, retries its batch,
     and the job ends with every image exactly once."""
     out = tmp_path / "out"
-    job = subprocess.Popen(batch_command(many_images, "--model", onnx_model, "--out", out, "--address", ray_cluster,
-                                         "--part-rows", 2, "--batch-size", 1),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        batch_command(many_images, "--model", onnx_model, "--out", out, "--address", ray_cluster, "--part-rows", 2, "--batch-size", 1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_part(out, job)
     victims = segmenter_worker_pids()
     assert victims

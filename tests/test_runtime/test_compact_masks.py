@@ -30,9 +30,15 @@ def detections_of(dense: np.ndarray, boxes: np.ndarray | None = None) -> Detecti
     packed, regions = pack_crops(crops, np.array(offsets))
     scores = np.linspace(0.9, 0.5, count, dtype=np.float32)
     return Detections(
-        boxes=regions.copy() if boxes is None else boxes, scores=scores, class_ids=np.arange(count) % 2,
-        class_names=[f"class{c % 2}" for c in range(count)], packed_masks=packed, mask_regions=regions,
-        mask_scores=scores * np.float32(0.5), height=height, width=width,
+        boxes=regions.copy() if boxes is None else boxes,
+        scores=scores,
+        class_ids=np.arange(count) % 2,
+        class_names=[f"class{c % 2}" for c in range(count)],
+        packed_masks=packed,
+        mask_regions=regions,
+        mask_scores=scores * np.float32(0.5),
+        height=height,
+        width=width,
     )
 
 
@@ -78,8 +84,9 @@ def test_a_subset_keeps_every_field_aligned(scene_detections, pick):
     dets = scene_detections[np.arange(len(scene_detections))]  # a copy, to track
     dets.track_ids = np.arange(100, 100 + len(dets))
     dets.rle()
-    index = {"int array": np.array([5, 0, 3, 3]), "bool mask": np.arange(len(dets)) % 3 == 1,
-             "slice": slice(None, None, -2), "int": 4}[pick]
+    index = {"int array": np.array([5, 0, 3, 3]), "bool mask": np.arange(len(dets)) % 3 == 1, "slice": slice(None, None, -2), "int": 4}[
+        pick
+    ]
     chosen = np.atleast_1d(np.arange(len(dets))[index])
     subset = dets[index]
     assert len(subset) == len(chosen)

@@ -45,7 +45,11 @@ def test_folders_are_searched_and_unreadable_files_skipped(onnx_model, images, t
     )
     segmenter = Segmenter(onnx_model, threads=1)
     coco = {task: json.loads((out / name).read_text()) for task, name in COCO_RESULTS.items()}
-    for name, path, image_id in [("001", photos / "001.jpg", 1), ("more/scene", photos / "more" / "scene.png", "more/scene"), ("single", single, "single")]:
+    for name, path, image_id in [
+        ("001", photos / "001.jpg", 1),
+        ("more/scene", photos / "more" / "scene.png", "more/scene"),
+        ("single", single, "single"),
+    ]:
         dets = segmenter(str(path))[0]
         assert len(dets) > 10
         assert json.loads((out / f"{name}.json").read_text()) == dets.to_json(str(path))

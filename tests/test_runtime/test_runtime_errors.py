@@ -50,15 +50,19 @@ CASES = [
     pytest.param(["--model", "{bad}/absent.onnx"], r"{bad}/absent.onnx: no such model file", id="missing model"),
     pytest.param(["--model", "{bad}/corrupt.onnx"], r"{bad}/corrupt.onnx: onnxruntime cannot load it: .*", id="corrupt model"),
     pytest.param(
-        ["--model", "{bad}/corrupt.onnx", "--backend", "openvino"], r"{bad}/corrupt.onnx: OpenVINO cannot load it: not a valid ONNX file",
+        ["--model", "{bad}/corrupt.onnx", "--backend", "openvino"],
+        r"{bad}/corrupt.onnx: OpenVINO cannot load it: not a valid ONNX file",
         id="corrupt model, openvino",
     ),
     pytest.param(
-        ["--model", "{bad}/corrupt.xml"], r"{bad}/corrupt.xml: OpenVINO cannot load it: .*", id="corrupt IR",
+        ["--model", "{bad}/corrupt.xml"],
+        r"{bad}/corrupt.xml: OpenVINO cannot load it: .*",
+        id="corrupt IR",
     ),
     pytest.param(
         ["--model", "{bad}/corrupt.xml", "--backend", "onnxruntime"],
-        r"{bad}/corrupt.xml: backend onnxruntime cannot read a .xml file \(backend openvino does; auto picks it\)", id="IR to onnxruntime",
+        r"{bad}/corrupt.xml: backend onnxruntime cannot read a .xml file \(backend openvino does; auto picks it\)",
+        id="IR to onnxruntime",
     ),
     pytest.param(
         ["--backend", "tensorrt"],
@@ -84,7 +88,9 @@ CASES = [
     pytest.param(
         ["--model", "{fixed}", "--batch-size", "3"], r"batch size 3: {fixed} takes at most 2 images per batch", id="batch over the limit"
     ),
-    pytest.param(["--backend", "tflite"], r"backend 'tflite': unknown \(choose auto, onnxruntime, openvino, tensorrt\)", id="unknown backend"),
+    pytest.param(
+        ["--backend", "tflite"], r"backend 'tflite': unknown \(choose auto, onnxruntime, openvino, tensorrt\)", id="unknown backend"
+    ),
     pytest.param(["--precision", "int4"], r"precision 'int4': unknown \(choose fp32, fp16, bf16\)", id="unknown precision"),
     pytest.param(["--precision", "bf16"], r"precision bf16: onnxruntime runs the graph in fp32 here .*", id="precision the backend lacks"),
     pytest.param(["--backend", "openvino", "--device", "npu"], r"device 'npu': OpenVINO sees CPU.* here .*", id="unknown device"),
@@ -92,12 +98,15 @@ CASES = [
     pytest.param(["--threads", "0"], r"threads 0: must be a whole number of at least 1", id="zero threads"),
     pytest.param(["--score-threshold", "1.5"], r"score threshold 1.5: must be in \[0, 1\)", id="threshold out of range"),
     pytest.param(
-        ["--model", "{bad}/model.engine", "--backend", "tensorrt"], r"backend tensorrt: tensorrt is not installed \(.*\)",
+        ["--model", "{bad}/model.engine", "--backend", "tensorrt"],
+        r"backend tensorrt: tensorrt is not installed \(.*\)",
         id="backend not installed",
         marks=needs_no_tensorrt,
     ),
     pytest.param(
-        ["--model", "{bad}/model.engine"], r"backend tensorrt: tensorrt is not installed \(.*\)", id="engine without TensorRT",
+        ["--model", "{bad}/model.engine"],
+        r"backend tensorrt: tensorrt is not installed \(.*\)",
+        id="engine without TensorRT",
         marks=needs_no_tensorrt,
     ),
     pytest.param(["{bad}/absent.jpg"], r"{bad}/absent.jpg: no such file or folder", id="missing input"),

@@ -16,7 +16,7 @@ import cv2
 REPO = Path(__file__).resolve().parents[2]
 
 # Installed as sitecustomize: every later import of these packages fails, as on a machine without them.
-IMPORT_BLOCKER = '''
+IMPORT_BLOCKER = """
 import importlib.abc
 import sys
 
@@ -30,7 +30,7 @@ class Blocker(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, Blocker())
-'''
+"""
 
 API_RUN = """
 import sys
@@ -74,7 +74,9 @@ def test_pip_install_into_a_fresh_venv_without_torch(onnx_model, images, tmp_pat
     python = str(venv / "bin" / "python")
     install = subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert install.returncode == 0, install.stderr[-2000:]
     work = tmp_path / "work"

@@ -75,8 +75,7 @@ def test_score_threshold_keeps_scores_above_it(onnxruntime_segmenter, images):
 
 @pytest.mark.parametrize("backend, model", [("onnxruntime", "onnx"), ("openvino", "onnx"), ("auto", "ir")])
 def test_segmenter_matches_pytorch(backend, model, onnx_model, ir_model, pytorch_model, images):
-    segmenter = Segmenter(onnx_model if model == "onnx" else ir_model, backend=backend, precision="fp32",
-                          score_threshold=0.3, threads=1)
+    segmenter = Segmenter(onnx_model if model == "onnx" else ir_model, backend=backend, precision="fp32", score_threshold=0.3, threads=1)
     backend = "openvino" if backend == "auto" else backend  # auto takes an IR to OpenVINO
     assert segmenter.backend_name == backend
     assert segmenter.executed_on == {"onnxruntime": "CPUExecutionProvider", "openvino": "CPU"}[backend]
@@ -171,8 +170,11 @@ def test_coco_entries_and_rle_describe_the_masks(onnxruntime_segmenter, images):
     np.testing.assert_array_equal(mask_utils.decode(rles).transpose(2, 0, 1).astype(bool), dets.masks)
     assert [rle["size"] for rle in dets.rle()] == [[dets.height, dets.width]] * len(dets)
     ground_truth = COCO()
-    ground_truth.dataset = {"images": [{"id": 7, "height": dets.height, "width": dets.width}],
-                            "categories": [{"id": c + 1} for c in range(len(onnxruntime_segmenter.class_names))], "annotations": []}
+    ground_truth.dataset = {
+        "images": [{"id": 7, "height": dets.height, "width": dets.width}],
+        "categories": [{"id": c + 1} for c in range(len(onnxruntime_segmenter.class_names))],
+        "annotations": [],
+    }
     ground_truth.createIndex()
     for entries in (boxes, masks):
         loaded = ground_truth.loadRes(json.loads(json.dumps(entries)))

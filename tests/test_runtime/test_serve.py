@@ -117,7 +117,11 @@ def test_cli_runs_images_folders_and_videos_on_a_server(server, local, sized_ima
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "runtime", "--model", server.url("grpc"), str(photos), str(video), "--out", str(out)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr
     assert "backend triton" in run.stdout
@@ -254,8 +258,12 @@ def assert_good_request_served(server: ServerProcess, local: runtime.Segmenter, 
 
 @pytest.mark.parametrize("body", ["size mismatch", "not JSON"])
 def test_undecodable_bytes_are_refused_and_the_next_is_served(server, local, sized_images, body):
-    header = json.dumps({"inputs": [{"name": "images", "shape": [1, 4, 4, 3], "datatype": "UINT8", "parameters": {"binary_data_size": 48}}]}).encode()
-    data, headers = (header + b"\x00" * 5, {"Inference-Header-Content-Length": str(len(header))}) if body == "size mismatch" else (b"\x00{garbage", {})
+    header = json.dumps(
+        {"inputs": [{"name": "images", "shape": [1, 4, 4, 3], "datatype": "UINT8", "parameters": {"binary_data_size": 48}}]}
+    ).encode()
+    data, headers = (
+        (header + b"\x00" * 5, {"Inference-Header-Content-Length": str(len(header))}) if body == "size mismatch" else (b"\x00{garbage", {})
+    )
     request = urllib.request.Request(f"http://{HOST}:{server.http_port}/v2/models/yolact/infer", data=data, headers=headers)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
@@ -304,10 +312,17 @@ def test_foreign_model_on_a_triton_server_is_refused(tmp_path):
 
     python_backend_library_path()
     http_port, grpc_port, metrics_port = free_ports(3)
-    config = TritonConfig(http_address=HOST, grpc_address=HOST, metrics_address=HOST, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+    config = TritonConfig(
+        http_address=HOST, grpc_address=HOST, metrics_address=HOST, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port
+    )
     with Triton(config=config) as triton:
-        triton.bind("echo", lambda requests: [{"out": r["data"]} for r in requests], inputs=[Tensor(name="data", dtype=np.float32, shape=(-1,))],
-                    outputs=[Tensor(name="out", dtype=np.float32, shape=(-1,))], config=ModelConfig(max_batch_size=2))
+        triton.bind(
+            "echo",
+            lambda requests: [{"out": r["data"]} for r in requests],
+            inputs=[Tensor(name="data", dtype=np.float32, shape=(-1,))],
+            outputs=[Tensor(name="out", dtype=np.float32, shape=(-1,))],
+            config=ModelConfig(max_batch_size=2),
+        )
         triton.run()
         for url in (f"grpc://{HOST}:{grpc_port}/echo", f"http://{HOST}:{http_port}/echo"):
             with pytest.raises(runtime.ModelError, match="not a model served by python -m runtime.serve"):

@@ -94,8 +94,12 @@ def shape_raw(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, cells:
     for k, (x1, y1, x2, y2) in enumerate(boxes):
         masks[0, k, int(y1 * cells) : int(np.ceil(y2 * cells)), int(x1 * cells) : int(np.ceil(x2 * cells))] = 1
     return RawOutputs(
-        num_dets=np.array([count], np.int32), boxes=boxes[None].astype(np.float32), scores=scores[None].astype(np.float32),
-        classes=classes[None].astype(np.int32), masks=masks, mask_scores=scores[None].astype(np.float32),
+        num_dets=np.array([count], np.int32),
+        boxes=boxes[None].astype(np.float32),
+        scores=scores[None].astype(np.float32),
+        classes=classes[None].astype(np.int32),
+        masks=masks,
+        mask_scores=scores[None].astype(np.float32),
     )
 
 
@@ -144,7 +148,9 @@ def test_segmenter_track_gives_the_image_path_across_a_size_change(segmenter):
 
 def run_cli(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "runtime", *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "runtime", *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -153,7 +159,9 @@ def test_interrupted_run_leaves_complete_files(onnx_model, tmp_path, sent):
     frames = [frame.image for frame in render_video(SCENARIO, seed=5)]
     write_video(str(long_clip), (frames[i % len(frames)] for i in range(400)))
     out = tmp_path / "out"
-    process = run_cli("--model", str(onnx_model), str(long_clip), "--out", str(out), "--track", "bytetrack", "--batch-size", "2", "--threads", "1")
+    process = run_cli(
+        "--model", str(onnx_model), str(long_clip), "--out", str(out), "--track", "bytetrack", "--batch-size", "2", "--threads", "1"
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not ((out / "long.jsonl").exists() and len((out / "long.jsonl").read_bytes().splitlines()) >= 4):
         time.sleep(0.1)

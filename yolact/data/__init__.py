@@ -5,6 +5,11 @@ from .shapes import ShapesDataset, ensure_shapes_dataset
 from .transforms import eval_transform, train_transform
 
 __all__ = [
-    "CocoDataset", "DatasetError", "ShapesDataset", "collate", "ensure_shapes_dataset", "eval_transform",
+    "CocoDataset",
+    "DatasetError",
+    "ShapesDataset",
+    "collate",
+    "ensure_shapes_dataset",
+    "eval_transform",
     "train_transform",
 ]

@@ -88,8 +88,7 @@ class CocoDataset(Dataset):
         info = self.coco.imgs[self.image_ids[index]]
         if image.shape[:2] != (info["height"], info["width"]):
             raise DatasetError(
-                f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.annotation_file.name} "
-                f"says {info['width']}x{info['height']}"
+                f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.annotation_file.name} says {info['width']}x{info['height']}"
             )
         return image
 

@@ -130,15 +130,32 @@ def plan_shapes(scenario: VideoScenario, rng: np.random.Generator) -> list[Movin
             start, velocity, first, last = _crossing_path(rng, scenario, radius, speed, centre)
         else:
             start = rng.uniform([radius, radius], [scenario.width - radius, scenario.height - radius])
-            aim = centre + rng.normal(0, 20, 2) if rng.random() < scenario.crossing else rng.uniform([0, 0], [scenario.width, scenario.height])
+            aim = (
+                centre + rng.normal(0, 20, 2)
+                if rng.random() < scenario.crossing
+                else rng.uniform([0, 0], [scenario.width, scenario.height])
+            )
             direction = aim - start if np.linalg.norm(aim - start) > 1 else rng.normal(size=2)
             velocity = direction / np.linalg.norm(direction) * speed
             first, last = 0, -1
-        shapes.append(MovingShape(
-            identity=identity, label=label, radius=radius, angles=angles, radii=radii, inner=float(rng.uniform(0.45, 0.7)),
-            texture=_texture(rng, side, side), depth=float(rng.random()), first=first, last=last, start=start,
-            velocity=velocity, rotation=float(rng.uniform(0, 2 * np.pi)), spin=float(rng.uniform(-scenario.spin, scenario.spin)),
-        ))
+        shapes.append(
+            MovingShape(
+                identity=identity,
+                label=label,
+                radius=radius,
+                angles=angles,
+                radii=radii,
+                inner=float(rng.uniform(0.45, 0.7)),
+                texture=_texture(rng, side, side),
+                depth=float(rng.random()),
+                first=first,
+                last=last,
+                start=start,
+                velocity=velocity,
+                rotation=float(rng.uniform(0, 2 * np.pi)),
+                spin=float(rng.uniform(-scenario.spin, scenario.spin)),
+            )
+        )
     return shapes
 
 

@@ -107,9 +107,7 @@ def _check_manifest(root: Path, expected: dict) -> None:
     except (OSError, ValueError):
         raise DatasetError(f"{root}: exists but is not a generated shapes dataset (no manifest.json)") from None
     if found != expected:
-        raise DatasetError(
-            f"{root}: holds a shapes dataset generated with {found}, not {expected}; delete it or pick another root"
-        )
+        raise DatasetError(f"{root}: holds a shapes dataset generated with {found}, not {expected}; delete it or pick another root")
 
 
 def _write_dataset(root: Path, manifest: dict, progress: bool | None) -> None:
@@ -204,9 +202,7 @@ def _place_shape(
     return label, rng.uniform(0.08, 0.92) * width, rng.uniform(0.08, 0.92) * height, radius
 
 
-def _shape_mask(
-    rng: np.random.Generator, label: int, cx: float, cy: float, radius: float, height: int, width: int
-) -> np.ndarray:
+def _shape_mask(rng: np.random.Generator, label: int, cx: float, cy: float, radius: float, height: int, width: int) -> np.ndarray:
     """Full (unoccluded) mask [H, W] uint8 of one shape, clipped to the image."""
     mask = np.zeros((height, width), dtype=np.uint8)
     name = SHAPES_CLASSES[label]

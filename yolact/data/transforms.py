@@ -32,9 +32,7 @@ def train_transform(cfg: YolactConfig) -> v2.Compose:
     if cfg.photometric_p > 0:
         steps.append(v2.RandomPhotometricDistort(p=cfg.photometric_p))
     if cfg.zoom_out_max > 1:
-        steps.append(
-            v2.RandomZoomOut(fill={tv_tensors.Image: mean_rgb, "others": 0}, side_range=(1.0, cfg.zoom_out_max), p=0.5)
-        )
+        steps.append(v2.RandomZoomOut(fill={tv_tensors.Image: mean_rgb, "others": 0}, side_range=(1.0, cfg.zoom_out_max), p=0.5))
     steps += [
         v2.RandomIoUCrop(min_scale=cfg.crop_min_scale),
         v2.RandomHorizontalFlip(p=0.5),
