@@ -33,6 +33,17 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sock.close()
 
 
+def model_counters(text: str, model: str) -> dict[str, float]:
+    """The ``nv_inference_*`` counters of version 1 of ``model`` in Prometheus text, each summed over its
+    other labels (Triton splits ``nv_inference_request_failure`` by ``reason``)."""
+    counters: dict[str, float] = {}
+    for match in re.finditer(r"^(nv_inference_\w+)\{([^}]*)\} (\S+)$", text, re.MULTILINE):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match[2]))
+        if labels.get("model") == model and labels.get("version") == "1":
+            counters[match[1]] = counters.get(match[1], 0.0) + float(match[3])
+    return counters
+
+
 class ServerProcess:
     """``python -m runtime.serve`` run in a process group of its own on free ports of 127.0.0.1, for tests
     and benchmarks: a kill takes its tritonserver and Python-backend stub with it. ``env``: the server's
@@ -120,8 +131,7 @@ class ServerProcess:
         while True:
             with urllib.request.urlopen(f"http://{self.host}:{self.metrics_port}/metrics", timeout=10) as answer:
                 text = answer.read().decode()
-            pattern = rf'^(nv_inference_\w+){{model="{re.escape(self.name)}",version="1"}} (\S+)$'
-            counters = {match[1]: float(match[2]) for match in re.finditer(pattern, text, re.MULTILINE)}
+            counters = model_counters(text, self.name)
             reached = all(counters.get(name, 0) >= value for name, value in (at_least or {}).items())
             if reached or time.monotonic() >= deadline:
                 return counters

@@ -11,9 +11,24 @@ tensor per request.
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Sequence
 
 import numpy as np
+
+# PyTriton 0.7.0 answers one execution with all of its responses or with one error, so a request the model
+# function refuses fails the requests of other sizes batched with it. Its error ends with this sentence, in
+# which the refused image's size lets a client tell "mine was refused" from "mine was only batched with it":
+# runtime's Triton client sends its request again in the second case.
+BATCHED_WITH_REFUSED = "requests batched with a refused {width}x{height} image fail with it: send those again"
+REFUSED_SIZE_PATTERN = re.compile(BATCHED_WITH_REFUSED.format(width=r"(\d+)", height=r"(\d+)"))
+
+
+def refused_size(message: str) -> tuple[int, int] | None:
+    """(width, height) of the refused image that failed an execution, from the server's error; None when
+    ``message`` is not that error."""
+    found = REFUSED_SIZE_PATTERN.search(message)
+    return (int(found[1]), int(found[2])) if found else None
 
 
 def size_groups(batches: Sequence[np.ndarray]) -> list[list[int]]:

@@ -25,7 +25,7 @@ from contract import INPUT_NAME, SERVER_DEFAULT_MAX_SIDE
 from .backends.triton_client import DEFAULT_MODEL_NAME, PRECISION_KEY, SERVED_BY_KEY
 from .errors import ImageError, SegmenterError
 from .pytriton_adapter import allow_ragged_inputs, check_version, publish_parameters, python_backend_library_path, triton_log_tail
-from .ragged_batches import infer_by_size
+from .ragged_batches import BATCHED_WITH_REFUSED, infer_by_size
 from .segmenter import Segmenter
 
 PROG = "python -m runtime.serve"
@@ -71,26 +71,28 @@ class GraphInstance:
         self.segmenter = segmenter
         self.max_side = max_side
 
-    def checked(self, images: np.ndarray, index: int) -> np.ndarray:
-        """Triton has already refused a wrong dtype, rank, channel count or batch size; the sizes are ours."""
+    def refusal(self, images: np.ndarray, index: int) -> str | None:
+        """Why request ``index`` ([B, H, W, 3]) is refused, or None. Triton has already refused a wrong dtype,
+        rank, channel count or batch size; the sizes are ours."""
         height, width = images.shape[1:3]
         if height == 0 or width == 0:
-            raise ImageError(f"request {index}: an empty {width}x{height} image")
+            return f"request {index}: an empty {width}x{height} image"
         if max(height, width) > self.max_side:
-            raise ImageError(f"request {index}: a {width}x{height} image, over the {self.max_side} px side this server takes")
-        return images
+            return f"request {index}: a {width}x{height} image, over the {self.max_side} px side this server takes"
+        return None
 
     def __call__(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Triton's dynamic batcher hands over requests of any image sizes (the input is ragged); each size
         goes through the graph as one batch, and the outputs come back split per request. An error fails
         every request of the call (PyTriton 0.7.0 answers a call with all responses or one error), so the
-        message tells the other clients of a refused request's call that theirs were not at fault."""
-        try:
-            images = [self.checked(request[INPUT_NAME], index) for index, request in enumerate(requests)]
-        except ImageError as error:
-            if len(requests) == 1:
-                raise
-            raise ImageError(f"{error}; the {len(requests) - 1} other request(s) batched with it fail with it: send those again") from None
+        message names the refused image's size: the other clients tell from it that theirs were not at fault
+        (runtime's client sends them again)."""
+        images = [request[INPUT_NAME] for request in requests]
+        for index, batch in enumerate(images):
+            if reason := self.refusal(batch, index):
+                height, width = batch.shape[1:3]
+                others = f"; {BATCHED_WITH_REFUSED.format(width=width, height=height)}" if len(requests) > 1 else ""
+                raise ImageError(reason + others)
         return infer_by_size(self.outputs, images)
 
     def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..detections import RawOutputs
 from ..errors import ModelError
+from ..ragged_batches import refused_size
 from contract import INPUT_NAME, METADATA_PREFIX, OUTPUT_NAMES
 
 from .base import Backend, import_library
@@ -131,9 +132,11 @@ class TritonClientBackend(Backend):
             raise ModelError(f"{self.url}: model {self.model_name!r} has no {missing[0]!r} output: not a graph written by python -m export")
         return outputs
 
-    def call(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
+    def call(self, method: Callable, *args: Any, image_size: tuple[int, int] | None = None, **kwargs: Any) -> Any:
         """``method`` with bounded retries and backoff on connection errors; every failure is a one-line
-        ModelError naming the server and the model."""
+        ModelError naming the server and the model. ``image_size`` (width, height) of the images sent: an
+        inference that failed only because the server batched it with a refused image of another size is
+        sent again at once."""
         for attempt in range(self.retries + 1):
             try:
                 return method(*args, **kwargs)
@@ -141,6 +144,9 @@ class TritonClientBackend(Backend):
                 status, message = str(error.status()), error.message() or str(error)
                 if status in UNREACHABLE_GRPC and attempt < self.retries:
                     time.sleep(BACKOFF_S * 2**attempt)
+                    continue
+                refused = refused_size(message)
+                if refused is not None and image_size is not None and refused != image_size and attempt < self.retries:
                     continue
                 raise ModelError(self.describe(status, message)) from None
             except OSError as error:  # HTTP: refused, reset or timed-out connections
@@ -168,7 +174,8 @@ class TritonClientBackend(Backend):
         request = self.library.InferInput(INPUT_NAME, list(images.shape), "UINT8")
         request.set_data_from_numpy(images)
         options = {"client_timeout": self.timeout_s} if self.grpc else {}
-        result = self.call(self.client.infer, self.model_name, [request], **options)
+        height, width = images.shape[1:3]
+        result = self.call(self.client.infer, self.model_name, [request], image_size=(width, height), **options)
         outputs = {name: result.as_numpy(name) for name in self.outputs}
         # A per-image scalar travels as [1] (Triton needs dims): back to [B], as the local backends give it.
         outputs = {name: value.reshape(len(value)) if self.outputs[name] == [1] else value for name, value in outputs.items()}

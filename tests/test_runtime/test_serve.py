@@ -191,6 +191,8 @@ def test_dynamic_batching_under_concurrent_load(server, sized_images):
 # The mixed-size burst: clients sending images of three sizes, the sizes interleaved in the server's queue.
 MIXED_SIZES_HW = ((150, 200), (120, 160), (96, 128))
 BURST_CLIENTS, BURST_REQUESTS_PER_CLIENT = 12, 2
+# Clients sending good images beside the one that sends an oversized image.
+GOOD_CLIENTS = 3
 
 
 def test_mixed_image_sizes_are_batched_together_with_the_local_runtimes_answers(server, local):
@@ -248,6 +250,44 @@ def test_bad_request_is_refused_and_the_next_is_served(server, local, sized_imag
     with pytest.raises(InferenceServerException, match=message and re.escape(message)):
         grpc_request(server, images, datatype)
     assert_good_request_served(server, local, sized_images)
+
+
+def test_requests_batched_with_a_refused_one_are_sent_again_by_the_runtime_client(server, local, sized_images):
+    """One client sends an image over the server's side limit while others send good images at the same
+    moment, so Triton batches them into one execution and PyTriton fails it as a whole. The refused client
+    gets its own error; runtime's clients see from the refused size that theirs were only batched with it,
+    send again, and get the local runtime's answers. Bursts repeat until the server's metrics show that an
+    execution really did fail good requests with the bad one (at most three bursts)."""
+    good = sized_images[:GOOD_CLIENTS]
+    expected = local(good)
+    oversized = np.zeros((9000, 2, 3), np.uint8)
+    for _ in range(3):
+        before = server.metrics()
+        barrier = threading.Barrier(GOOD_CLIENTS + 1)
+        answers: dict[int, object] = {}
+
+        def client(number: int) -> None:
+            with runtime.Segmenter(server.url("grpc")) as remote:
+                image = oversized if number == GOOD_CLIENTS else good[number]
+                barrier.wait(timeout=30)
+                try:
+                    answers[number] = remote([image])[0]
+                except runtime.SegmenterError as error:
+                    answers[number] = error
+
+        threads = [threading.Thread(target=client, args=(number,)) for number in range(GOOD_CLIENTS + 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert len(answers) == GOOD_CLIENTS + 1
+        assert isinstance(answers[GOOD_CLIENTS], runtime.SegmenterError)
+        assert "a 2x9000 image, over the 8192 px side" in str(answers[GOOD_CLIENTS])
+        assert_same_detections(expected, [answers[number] for number in range(GOOD_CLIENTS)])
+        after = server.metrics(at_least={"nv_inference_request_success": before["nv_inference_request_success"] + GOOD_CLIENTS})
+        if after["nv_inference_request_failure"] - before["nv_inference_request_failure"] > 1:
+            return
+    pytest.fail("in three bursts the refused request was never batched with a good one")
 
 
 def assert_good_request_served(server: ServerProcess, local: runtime.Segmenter, sized_images: list[np.ndarray]) -> None:
