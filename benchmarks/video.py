@@ -8,8 +8,9 @@
    Target: <= 50 MB from frame 1,000 to frame 10,000 (``--stream-frames``; on a small machine run fewer
    and say so).
 3. Peak RSS of one 3840x2160 frame with 100 detections, segmented and written to JSONL and an overlay, with
-   the compact masks as stored, and with the dense [N, H, W] planes made as before compact masks. Each in a
-   fresh process (VmHWM), on the recipe-weight yolact_tiny that finds 100 detections everywhere.
+   the compact masks as stored, and with the dense [N, H, W] planes made as before compact masks; and of a
+   short 4K video through the whole video path. Each in a fresh process (VmHWM), on the recipe-weight
+   yolact_tiny that finds 100 detections everywhere.
 
 Writes ``benchmarks/results/video_<machine>_<time>.{json,md,png}``.
 """
@@ -46,6 +47,8 @@ RESULTS = Path(__file__).parent / "results"
 PROG = "python -m benchmarks.video"
 UHD = (2160, 3840)
 FULL_HD = (1080, 1920)
+# Frames of the 4K video whose peak memory is measured: enough for full batches and the writer's queue.
+UHD_VIDEO_FRAMES = 24
 
 
 def rss_mib(field: str = "VmRSS") -> float:
@@ -60,7 +63,8 @@ class CycledFrames(FrameSource):
     hands out new arrays)."""
 
     def __init__(self, frames: list[np.ndarray], count: int, fps: float = 30.0):
-        super().__init__("generated 1080p stream", "stream", live=False, fps=fps, frame_count=count, _capture=[])
+        height, width = frames[0].shape[:2]
+        super().__init__(f"generated {width}x{height} stream", "stream", live=False, fps=fps, frame_count=count, _capture=[])
         self._frames = frames
 
     def read(self) -> Iterator[np.ndarray]:
@@ -136,6 +140,24 @@ def uhd_frame_peak(model: str, image: np.ndarray, dense: bool) -> dict[str, floa
     }
 
 
+def uhd_stream_peak(model: str, image: np.ndarray, count: int, out: Path) -> dict[str, float]:
+    """In a fresh process: ``count`` copies of one 4K frame through the whole video path, as
+    ``python -m runtime VIDEO --out DIR`` runs it at its default batch size (MP4, JSONL and MOT written).
+    Peak RSS (VmHWM) in MiB, its rise over the peak after loading the model, and the frames per run."""
+    with Segmenter(model, threads=1) as segmenter:
+        before = rss_mib("VmHWM")
+        source = CycledFrames([image], count)
+        segment_source(segmenter, source, VideoOutputs(out, source.name, source.fps), None)
+        peak = rss_mib("VmHWM")
+        return {
+            "frames": count,
+            "batch_size": segmenter.batch_size,
+            "frames_per_run": segmenter.batch_limit(image.shape),
+            "peak_mib": peak,
+            "peak_over_model_mib": peak - before,
+        }
+
+
 def recipe_model(folder: Path) -> Path:
     """yolact_tiny with the authors' fixture weight recipe, exported: 100 detections on every scene."""
     from export.onnx_export import export_onnx
@@ -159,6 +181,8 @@ def uhd_peaks(model: str) -> dict[str, dict]:
     for name, dense in (("compact", False), ("dense", True)):
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
             peaks[name] = pool.submit(uhd_frame_peak, model, image, dense).result()
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool, tempfile.TemporaryDirectory() as out:
+        peaks["video"] = pool.submit(uhd_stream_peak, model, image, UHD_VIDEO_FRAMES, Path(out)).result()
     return peaks
 
 
@@ -207,6 +231,12 @@ def markdown(report: dict[str, Any], machine: dict) -> str:
             f"{uhd['compact']['peak_mib']:.0f} MiB with compact masks (+{uhd['compact']['peak_over_model_mib']:.0f} over the "
             f"loaded model), {uhd['dense']['peak_mib']:.0f} MiB (+{uhd['dense']['peak_over_model_mib']:.0f}) with dense "
             f"planes pickled as before; stored mask bytes {uhd['compact']['mask_bytes']}."
+        )
+    if video := (uhd or {}).get("video"):
+        lines.append(
+            f"- A 3840x2160 video of {video['frames']} frames through the video path (MP4 + JSONL + MOT, batch size "
+            f"{video['batch_size']}, {video['frames_per_run']} frame(s) per run at this size): peak RSS "
+            f"**{video['peak_mib']:.0f} MiB** (+{video['peak_over_model_mib']:.0f} over the loaded model)."
         )
     return "\n".join(lines) + "\n"
 

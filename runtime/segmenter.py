@@ -23,6 +23,11 @@ DEFAULT_BATCH_SIZE = 8
 # How many batches' worth of images may wait for others of their size before the fullest size group runs
 # anyway: bounds memory when every image has its own size.
 WAITING_BATCHES = 4
+# The most pixels of one batch: a graph of dynamic size makes a float copy of its whole uint8 batch before it
+# resizes (12 bytes a pixel), so 8 frames of 4K took 1.7 GB; one 4K frame's worth runs 4K frames one at a
+# time, 1080p four at a time and 720p at the full batch size. Batching large frames gains little: their
+# time goes to the per-pixel resize.
+MAX_BATCH_PIXELS = 3840 * 2160
 
 ImageSource = Union[np.ndarray, str, os.PathLike]
 
@@ -161,19 +166,32 @@ class Segmenter:
             for pending in chunk:
                 shape = pending.network_input.shape
                 waiting.setdefault(shape, []).append(pending)
-                if len(waiting[shape]) == self.batch_size:
+                if len(waiting[shape]) == self.batch_limit(shape):
                     yield from self._segment(waiting.pop(shape), threshold)
             while sum(map(len, waiting.values())) >= WAITING_BATCHES * self.batch_size:
                 yield from self._segment(waiting.pop(max(waiting, key=lambda shape: len(waiting[shape]))), threshold)
         for group in waiting.values():
             yield from self._segment(group, threshold)
 
+    def batch_limit(self, shape: tuple[int, ...]) -> int:
+        """Images of network-input ``shape`` [H, W, 3] per run: batch_size, fewer for frames so large that a
+        batch would pass MAX_BATCH_PIXELS, at least one."""
+        return max(1, min(self.batch_size, MAX_BATCH_PIXELS // max(1, shape[0] * shape[1])))
+
     def _read_ahead(self, tagged_images: Iterable[tuple[Any, np.ndarray]]) -> Iterator[list[Pending]]:
-        """Chunks of up to batch_size images, the next one prepared in a thread."""
+        """Chunks of up to batch_size images and at most about MAX_BATCH_PIXELS, the next one prepared in a
+        thread."""
         items = iter(tagged_images)
 
         def next_chunk() -> list[Pending]:
-            return [Pending(tag, image, self._network_input(image, tag)) for tag, image in itertools.islice(items, self.batch_size)]
+            chunk: list[Pending] = []
+            pixels = 0
+            for tag, image in itertools.islice(items, self.batch_size):
+                chunk.append(Pending(tag, image, self._network_input(image, tag)))
+                pixels += image.shape[0] * image.shape[1]
+                if pixels >= MAX_BATCH_PIXELS:
+                    break
+            return chunk
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmenter-reader") as reader:
             upcoming = reader.submit(next_chunk)

@@ -146,6 +146,23 @@ def test_segmenter_track_gives_the_image_path_across_a_size_change(segmenter):
         np.testing.assert_array_equal(tracked.masks, expected.masks)
 
 
+def test_large_frames_run_fewer_at_a_time(onnx_model, monkeypatch):
+    """A batch holds at most one 4K frame's pixels (the graph makes a float copy of its whole batch): 1440p
+    frames run two at a time at batch size 8, and give the results of one at a time."""
+    frames = [cv2.resize(frame.image, (2560, 1440)) for frame in render_video(SCENARIO, seed=5)][:3]
+    with Segmenter(onnx_model, threads=1, batch_size=8) as segmenter:
+        assert [segmenter.batch_limit(shape) for shape in ((2160, 3840, 3), (1080, 1920, 3), (480, 640, 3))] == [1, 4, 8]
+        runs: list[int] = []
+        infer = segmenter.infer
+        monkeypatch.setattr(segmenter, "infer", lambda batch: runs.append(len(batch)) or infer(batch))
+        together = segmenter(frames)
+        assert runs == [2, 1]
+        for frame, expected in zip(frames, together):
+            alone = segmenter(frame)[0]
+            np.testing.assert_array_equal(alone.boxes, expected.boxes)
+            np.testing.assert_array_equal(alone.masks, expected.masks)
+
+
 def run_cli(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
