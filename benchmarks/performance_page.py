@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from yolact.config import get_config
 from command_line import entry_parser, entry_point
@@ -132,13 +132,14 @@ def parity_delta(parity: dict | None, variant: str) -> str | None:
     return f"{parity['variants'][variant]['delta_ap_points']['mask/AP']:+.2f}"
 
 
+def titled(headline: str, table: Iterable[str]) -> list[str]:
+    """A section: its bold headline, a blank line, a benchmark's own table (its lines), a blank line."""
+    return [headline, "", *table, ""]
+
+
 def parity_section(name: str, report: dict) -> list[str]:
-    return [
-        f"**Parity, {report['config']}** (`{name}`; {report['weights']}, {report['images']} images, {report['where']}):",
-        "",
-        *parity_table(report),
-        "",
-    ]
+    headline = f"**Parity, {report['config']}** (`{name}`; {report['weights']}, {report['images']} images, {report['where']}):"
+    return titled(headline, parity_table(report))
 
 
 def training_section(name: str, record: dict) -> list[str]:
@@ -257,12 +258,9 @@ def yolact_plus_speed_section(plus: tuple[str, dict], base: tuple[str, dict]) ->
 
 
 def deform_conv_section(name: str, report: dict) -> list[str]:
-    return [
-        f"**Deformable convolutions alone** (`python -m benchmarks.deform_conv`, `{name}`):",
-        "",
-        *deform_conv_markdown(report).splitlines(),
-        "",
-    ]
+    return titled(
+        f"**Deformable convolutions alone** (`python -m benchmarks.deform_conv`, `{name}`):", deform_conv_markdown(report).splitlines()
+    )
 
 
 def cpp_section(name: str, report: dict) -> list[str]:
@@ -287,18 +285,14 @@ def paste_lines(report: dict) -> list[str]:
 
 
 def serve_section(name: str, report: dict) -> list[str]:
-    return [
-        f"**Serving** (`python -m benchmarks.serve --config {report['config']}`, `{name}`, chart in `{Path(name).stem}.png`):",
-        "",
-        *serve_markdown(report).splitlines(),
-        "",
-    ]
+    headline = f"**Serving** (`python -m benchmarks.serve --config {report['config']}`, `{name}`, chart in `{Path(name).stem}.png`):"
+    return titled(headline, serve_markdown(report).splitlines())
 
 
 def report_section(benchmark: str, name: str, table: str) -> list[str]:
     """A benchmark's own Markdown (without its title line) under the command and file it comes from."""
     body = [line for line in table.splitlines() if not line.startswith("# ")]
-    return [f"**`python -m benchmarks.{benchmark}`** (`{name}`, chart in `{Path(name).stem}.png`):", "", *body, ""]
+    return titled(f"**`python -m benchmarks.{benchmark}`** (`{name}`, chart in `{Path(name).stem}.png`):", body)
 
 
 def matching_parity(report: dict, machine: str, parity: dict[str, tuple[str, dict]]) -> dict | None:
