@@ -35,7 +35,7 @@ from yolact.data.shapes import ensure_shapes_dataset
 
 from .charts import batch_chart
 from .machine import cpu_description, machine_details, machine_tag, package_versions
-from .reports import write_report
+from .reports import report_stem, write_report
 from .variants import SPECS, export_graphs, load_or_recipe
 
 RESULTS = Path(__file__).parent / "results"
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
         "cluster_scaling": round(medians["cluster, 2 workers"] / medians["cluster, 1 worker"], 3),
         "cluster_steady_scaling": round(steady["cluster, 2 workers"] / steady["cluster, 1 worker"], 3),
     }
-    stem = args.out_dir / f"batch_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    stem = report_stem(args.out_dir, "batch", machine_tag(machine), started, args.config)
     write_report(stem, report, markdown(report), batch_chart)
     return 0
 

@@ -32,6 +32,7 @@ from yolact.data import ensure_shapes_dataset
 from contract.files import write_text
 
 from .machine import cpu_description, machine_details, machine_tag
+from .reports import report_stem
 from .variants import load_or_recipe
 
 PROG = "python -m benchmarks.cpp_runtime"
@@ -209,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": python,
         "machine": machine,
     }
-    stem = args.out_dir / f"cpp_runtime_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    stem = report_stem(args.out_dir, "cpp_runtime", machine_tag(machine), started, args.config)
     report["python_paste_vs_cpp"] = round(python["paste_ms"] / cpp["paste_ms"], 3)
     write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_text(stem.with_suffix(".md"), markdown(report) + "\n" + paste_markdown(report))

@@ -38,6 +38,7 @@ from yolact.preprocess import preprocess
 
 from .fps import encoded_images
 from .machine import cpu_description, machine_details, machine_tag
+from .reports import report_stem
 from .variants import load_or_recipe, set_threads
 
 PROG = "python -m benchmarks.deform_conv"
@@ -204,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "layers": layers,
         "total_ms": {k: round(sum(layer["ms"][k] for layer in layers), 3) for k in KERNELS},
     }
-    stem = args.out_dir / f"deform_conv_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    stem = report_stem(args.out_dir, "deform_conv", machine_tag(machine), started, args.config)
     write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_text(stem.with_suffix(".md"), markdown(report))
     print(markdown(report))

@@ -45,6 +45,7 @@ from contract.files import write_text
 
 from .fps import encoded_images
 from .machine import machine_details, machine_tag
+from .reports import report_stem
 from .variants import load_or_recipe
 
 PROG = "python -m benchmarks.divergence"
@@ -341,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.config or args.model.stem
     machine = machine_details()
     report = {"what": __doc__.split("\n\n")[1].replace("\n", " "), "model": name, "image": image_name, "machine": machine, **body}
-    stem = args.out_dir / f"divergence_{machine_tag(machine)}_{name}_{started.strftime('%Y%m%d_%H%M%S')}"
+    stem = report_stem(args.out_dir, "divergence", machine_tag(machine), started, name)
     text = report_markdown(report, args.top)
     write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_text(stem.with_suffix(".md"), text)

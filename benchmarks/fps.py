@@ -45,6 +45,7 @@ from contract.files import write_text
 
 from .charts import fps_chart
 from .machine import cpu_description, machine_details, machine_tag
+from .reports import report_stem
 from .variants import (
     SPECS,
     GraphFiles,
@@ -349,7 +350,7 @@ def write_report(args, started: datetime.datetime, samples: dict, skipped: dict,
         "unfinished": unfinished,
     }
     tag = machine_tag(machine if args.device.startswith("cuda") else {**machine, "gpu": None})
-    stem = args.out_dir / f"fps_{tag}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    stem = report_stem(args.out_dir, "fps", tag, started, args.config)
     write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_text(stem.with_suffix(".md"), markdown_table(report))
     if results:

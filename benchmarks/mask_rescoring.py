@@ -31,6 +31,7 @@ from contract.files import write_text
 from yolact.inference import predict
 
 from .machine import cpu_description, machine_details, machine_tag
+from .reports import report_stem
 from .variants import add_dataset_options, resolve_dataset, set_threads
 
 PROG = "python -m benchmarks.mask_rescoring"
@@ -134,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine,
         "summary": summary(rows),
     }
-    stem = args.out_dir / f"mask_rescoring_{machine_tag(machine)}_{model.cfg.name}_{started.strftime('%Y%m%d_%H%M%S')}"
+    stem = report_stem(args.out_dir, "mask_rescoring", machine_tag(machine), started, model.cfg.name)
     write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_text(stem.with_suffix(".md"), markdown(report))
     scatter(rows, f"{model.cfg.name}: predicted vs actual mask IoU", stem.with_suffix(".png"))

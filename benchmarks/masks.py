@@ -38,7 +38,7 @@ from yolact.data import ensure_shapes_dataset
 from yolact.recipe import recipe_model
 
 from .machine import cpu_description, machine_details, machine_tag
-from .reports import write_report
+from .reports import report_stem, write_report
 
 RESULTS = Path(__file__).parent / "results"
 PROG = "python -m benchmarks.masks"
@@ -258,7 +258,7 @@ def main(argv=None) -> int:
         "machine": machine,
         "results": results,
     }
-    stem = args.out_dir / f"masks_{machine_tag({**machine, 'gpu': None})}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    stem = report_stem(args.out_dir, "masks", machine_tag({**machine, "gpu": None}), started, args.config)
     write_report(stem, report, markdown(report), chart)
     return 0
 

@@ -26,6 +26,7 @@ from yolact.evaluation import evaluate_detector
 from contract.files import write_text
 
 from .machine import cpu_description, machine_details, machine_tag
+from .reports import report_stem
 from .variants import (
     REFERENCE,
     SPECS,
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine,
     }
     tag = machine_tag(machine if args.device.startswith("cuda") else {**machine, "gpu": None})
-    stem = args.out_dir / f"parity_{tag}_{model.cfg.name}_{started.strftime('%Y%m%d_%H%M%S')}"
+    stem = report_stem(args.out_dir, "parity", tag, started, model.cfg.name)
     write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     write_text(stem.with_suffix(".md"), markdown_table(report))
     print(markdown_table(report))

@@ -3,6 +3,7 @@ written whole (atomically) beside the others in ``benchmarks/results/``."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Callable
@@ -17,3 +18,9 @@ def write_report(stem: Path, report: dict, markdown: str, chart: Callable[[dict,
     chart(report, stem.with_suffix(".png"))
     print(markdown)
     print(f"wrote {stem}.json, .md and .png")
+
+
+def report_stem(folder: Path, benchmark: str, machine_tag: str, started: datetime.datetime, *names: str) -> Path:
+    """Where a run's report goes: ``folder/<benchmark>_<machine tag>[_<name>...]_<started, UTC>``, so that
+    the runs of one benchmark on one machine sort by time."""
+    return folder / "_".join([benchmark, machine_tag, *names, f"{started:%Y%m%d_%H%M%S}"])

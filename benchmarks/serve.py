@@ -42,7 +42,7 @@ from command_line import entry_parser, entry_point, image_size, non_negative_int
 from .charts import serve_chart
 from .fps import encoded_images
 from .machine import cpu_description, machine_details, machine_tag, package_versions
-from .reports import write_report
+from .reports import report_stem, write_report
 from .triton_harness import ServerProcess
 from .variants import SPECS, export_graphs, load_or_recipe
 
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serving_packages": package_versions(("nvidia-pytriton", "tritonclient", "grpcio", "onnxruntime")),
     }
     report = serving_report(args, machine, in_process_rows, in_process_after, servers)
-    stem = args.out_dir / f"serve_{machine_tag(machine)}_{args.config}_{started.strftime('%Y%m%d_%H%M%S')}"
+    stem = report_stem(args.out_dir, "serve", machine_tag(machine), started, args.config)
     write_report(stem, report, markdown(report), serve_chart)
     errors = sum(cell["errors"] + cell["mismatches"] for setup in servers for cell in setup["cells"])
     return 1 if errors else 0
