@@ -43,8 +43,8 @@ from .variants import SPECS, export_graphs, load_or_recipe
 RESULTS = Path(__file__).parent / "results"
 PROG = "python -m benchmarks.batch"
 TARGET_RATIO = 0.8
-# What the target's ratio compares; reports written before 2026-12-07 05:00 compared the work alone, from a
-# job's first task (after ray.init) and from the Segmenter's opening.
+# What the target's ratio compares. Reports without a measure compared the work alone: from a job's first
+# task (after ray.init), and from the Segmenter's opening.
 MEASURE = "over the command (Python's start to exit)"
 OLD_MEASURE = "over the work (a job from its first task, ray.init not included)"
 JOB_RATE = re.compile(
