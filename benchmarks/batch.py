@@ -1,15 +1,18 @@
 """``python -m benchmarks.batch``: images/s of ``python -m runtime.batch`` against ``Segmenter`` in process.
 
 The same images (the embedded shapes val set: 200 files of mixed sizes) go through:
-- ``in process``: one ``Segmenter`` over the files (its reader thread decodes), each result turned into
-  the batch job's row (masks to COCO RLE), so that both sides do the same work;
+- ``in process``: a fresh Python that opens one ``Segmenter`` and runs it over the files (its reader
+  thread decodes), each result turned into the batch job's row (masks to COCO RLE), so that both sides do
+  the same work;
 - ``embedded Ray``: ``python -m runtime.batch`` with no ``--address`` (1 Segmenter actor), results
   committed to Parquet;
 - ``cluster, N workers``: ``python -m runtime.batch --address`` on a two-node Ray cluster on this machine
   (``ray.cluster_utils.Cluster``, 2 logical CPUs a node), 1 and 2 actors of 1 thread each.
 The arms run interleaved, round after round, so that a shared machine's load falls on all of them alike.
-A job's images/s is the one it prints (from its first task to its last commit: actor start-up and model
-load included, Ray's own start-up not); its wall time, Ray's start-up included, is recorded too.
+Every arm is a command, timed from its start to its exit: what a user waits for (Python's start, imports,
+model load, Ray's start and stop, the work). Also recorded: the work alone (in process: from opening the
+Segmenter to the last row; a job: from ray.init to its last commit, as it prints), ray.init alone, and a
+job's rate after its first rows.
 
 Writes ``benchmarks/results/batch_<machine>_<config>_<date>.json``, ``.md`` and ``.png``.
 """
@@ -17,6 +20,7 @@ Writes ``benchmarks/results/batch_<machine>_<config>_<date>.json``, ``.md`` and 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 import subprocess
@@ -29,8 +33,6 @@ import numpy as np
 from tqdm import tqdm
 
 from command_line import entry_parser, entry_point, positive_int
-from runtime import Segmenter
-from runtime.batch.results import detections_row
 from yolact.data.shapes import ensure_shapes_dataset
 
 from .charts import batch_chart
@@ -41,33 +43,52 @@ from .variants import SPECS, export_graphs, load_or_recipe
 RESULTS = Path(__file__).parent / "results"
 PROG = "python -m benchmarks.batch"
 TARGET_RATIO = 0.8
-JOB_RATE = re.compile(r"(\d+) images in ([\d.]+) s \(([\d.]+) images/s; ([\d.]+) images/s after the first rows, at ([\d.]+) s\)")
+# What the target's ratio compares. Reports without a measure compared the work alone: from a job's first
+# task (after ray.init), and from the Segmenter's opening.
+MEASURE = "over the command (Python's start to exit)"
+OLD_MEASURE = "over the work (a job from its first task, ray.init not included)"
+JOB_RATE = re.compile(
+    r"(\d+) images in ([\d.]+) s, Ray's start-up \(([\d.]+) s\) included \(([\d.]+) images/s; "
+    r"([\d.]+) images/s after the first rows, at ([\d.]+) s\)"
+)
 
 
-def in_process(model: Path, files: list[Path], threads: int | None) -> dict:
-    start = time.perf_counter()
-    with Segmenter(model, threads=threads) as segmenter:
-        rows = [detections_row(str(path), detections) for path, detections in zip(files, segmenter(files))]
-    seconds = time.perf_counter() - start
-    return {"images": len(rows), "seconds": round(seconds, 2), "images_per_s": round(len(rows) / seconds, 2)}
-
-
-def batch_job(model: Path, folder: Path, out: Path, options: list[str]) -> dict:
-    """One ``python -m runtime.batch`` run from scratch (--overwrite); its printed rate and its wall time."""
-    command = [sys.executable, "-m", "runtime.batch", str(folder), "--model", str(model), "--out", str(out), "--overwrite", *options]
+def timed_command(command: list[str]) -> tuple[str, float]:
+    """A command's output and its wall time, from its start to its exit."""
     start = time.perf_counter()
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - start
-    match = JOB_RATE.search(done.stdout)
-    if done.returncode != 0 or match is None:
+    if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
-    images, seconds, rate, steady, first_rows_s = int(match[1]), float(match[2]), float(match[3]), float(match[4]), float(match[5])
+    return done.stdout, wall
+
+
+def in_process_command(model: Path, folder: Path, threads: int) -> dict:
+    """The in-process arm (benchmarks.batch_in_process) in a fresh Python, timed like a job."""
+    code = (
+        "import json, sys; from pathlib import Path; from benchmarks.batch_in_process import run; "
+        "print(json.dumps(run(Path(sys.argv[1]), sorted(Path(sys.argv[2]).iterdir()), int(sys.argv[3]))))"
+    )
+    output, wall = timed_command([sys.executable, "-c", code, str(model), str(folder), str(threads)])
+    work = json.loads(output.strip().splitlines()[-1])
+    return {**work, "wall_s": round(wall, 2), "wall_images_per_s": round(work["images"] / wall, 2)}
+
+
+def batch_job(model: Path, folder: Path, out: Path, options: list[str]) -> dict:
+    """One ``python -m runtime.batch`` run from scratch (--overwrite): its wall time and what it prints."""
+    command = [sys.executable, "-m", "runtime.batch", str(folder), "--model", str(model), "--out", str(out), "--overwrite", *options]
+    output, wall = timed_command(command)
+    match = JOB_RATE.search(output)
+    if match is None:
+        raise RuntimeError(f"{' '.join(command)}: no rate in its output {output!r}")
+    images = int(match[1])
     return {
         "images": images,
-        "seconds": seconds,
-        "images_per_s": rate,
-        "steady_images_per_s": steady,
-        "first_rows_s": first_rows_s,
+        "seconds": float(match[2]),
+        "ray_start_s": float(match[3]),
+        "images_per_s": float(match[4]),
+        "steady_images_per_s": float(match[5]),
+        "first_rows_s": float(match[6]),
         "wall_s": round(wall, 2),
         "wall_images_per_s": round(images / wall, 2),
     }
@@ -94,23 +115,30 @@ def markdown(report: dict) -> str:
         "",
         report["what"],
         "",
-        "| arm | images/s per round | median | after the first rows, per round (s until them) | median | wall s (Ray start-up included) |",
-        "|---|---|---|---|---|---|",
+        "| arm | command, s per round | images/s over the command (median) | work, images/s per round | median "
+        "| ray.init, s per round | after the first rows, images/s per round (s until them) | median |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for arm in report["arms"]:
-        rates = ", ".join(f"{run['images_per_s']:.2f}" for run in arm["runs"])
-        steady = ", ".join(
-            f"{run['steady_images_per_s']:.2f} ({run['first_rows_s']:.1f})" for run in arm["runs"] if "steady_images_per_s" in run
-        )
-        walls = ", ".join(f"{run.get('wall_s', run['seconds']):.1f}" for run in arm["runs"])
+        runs = arm["runs"]
+        walls = ", ".join(f"{run['wall_s']:.1f}" for run in runs if "wall_s" in run)
+        wall_median = f"{arm['median_wall_images_per_s']:.2f}" if "median_wall_images_per_s" in arm else "-"
+        rates = ", ".join(f"{run['images_per_s']:.2f}" for run in runs)
+        ray_starts = ", ".join(f"{run['ray_start_s']:.1f}" for run in runs if "ray_start_s" in run)
+        steady = ", ".join(f"{run['steady_images_per_s']:.2f} ({run['first_rows_s']:.1f})" for run in runs if "steady_images_per_s" in run)
         steady_median = f"{arm['median_steady_images_per_s']:.2f}" if arm["median_steady_images_per_s"] is not None else "-"
-        lines.append(f"| {arm['label']} | {rates} | {arm['median_images_per_s']:.2f} | {steady or '-'} | {steady_median} | {walls} |")
+        lines.append(
+            f"| {arm['label']} | {walls or '-'} | {wall_median} | {rates} | {arm['median_images_per_s']:.2f} "
+            f"| {ray_starts or '-'} | {steady or '-'} | {steady_median} |"
+        )
     target = report["target"]
     lines += [
         "",
         (
-            f"Embedded Ray / in process: {target['ratio']:.2f}x (target {target['ratio_needed']}x: {'met' if target['met'] else 'NOT met'}); "
-            f"after the first rows {target['steady_ratio']:.2f}x. Two-node cluster, 2 workers / 1 worker: {report['cluster_scaling']:.2f}x; "
+            f"Embedded Ray / in process, {target.get('measure', OLD_MEASURE)}: {target['ratio']:.2f}x "
+            f"(target {target['ratio_needed']}x: {'met' if target['met'] else 'NOT met'}); "
+            + (f"over the work {target['work_ratio']:.2f}x; " if "work_ratio" in target else "")
+            + f"after the first rows {target['steady_ratio']:.2f}x. Two-node cluster, 2 workers / 1 worker: {report['cluster_scaling']:.2f}x; "
             f"after the first rows {report['cluster_steady_scaling']:.2f}x."
         ),
         (
@@ -144,7 +172,7 @@ def main(argv=None) -> int:
         cluster.wait_for_nodes()
         try:
             arm_runs = {
-                "in process": lambda: in_process(model, sorted(folder.iterdir()), args.threads),
+                "in process": lambda: in_process_command(model, folder, args.threads),
                 "embedded Ray, 1 worker": lambda: batch_job(model, folder, scratch / "out", ["--threads", str(args.threads)]),
                 "cluster, 1 worker": lambda: batch_job(model, folder, scratch / "out", ["--address", cluster.address, "--threads", "1"]),
                 "cluster, 2 workers": lambda: batch_job(
@@ -160,7 +188,8 @@ def main(argv=None) -> int:
         finally:
             cluster.shutdown()
     medians = {label: median_rate(runs) for label, runs in arms.items()}
-    ratio = medians["embedded Ray, 1 worker"] / medians["in process"]
+    wall_medians = {label: median_rate(runs, "wall_images_per_s") for label, runs in arms.items()}
+    ratio = wall_medians["embedded Ray, 1 worker"] / wall_medians["in process"]
     # After the first rows: the rate of a long job, once the actors have started and loaded the model.
     steady = {label: median_rate(runs, "steady_images_per_s") for label, runs in arms.items() if label != "in process"}
     machine = {
@@ -170,8 +199,9 @@ def main(argv=None) -> int:
     }
     report = {
         "what": "images decoded, segmented and turned into result rows (masks as COCO RLE); the Ray arms also commit Parquet parts. "
-        "A Ray arm's images/s: from its first task to its last commit (actors' start-up and model load included, "
-        "ray.init not); its wall time includes Ray's start-up.",
+        "Command: a fresh Python from its start to its exit (imports, model load, Ray's start and stop, the work): what a user waits "
+        "for, and the target's measure. Work: in process from opening the Segmenter to the last row; a job from ray.init to its "
+        "last commit (ray.init, its share, also given alone).",
         "config": args.config,
         "weights": str(args.weights) if args.weights else "authors' recipe weights (every detection slot filled)",
         "images": len(files),
@@ -179,16 +209,24 @@ def main(argv=None) -> int:
         "machine": machine,
         "threads": args.threads,
         "arms": [
-            {"label": label, "runs": runs, "median_images_per_s": medians[label], "median_steady_images_per_s": steady.get(label)}
+            {
+                "label": label,
+                "runs": runs,
+                "median_wall_images_per_s": wall_medians[label],
+                "median_images_per_s": medians[label],
+                "median_steady_images_per_s": steady.get(label),
+            }
             for label, runs in arms.items()
         ],
         "target": {
             "ratio_needed": TARGET_RATIO,
+            "measure": MEASURE,
             "ratio": round(ratio, 3),
             "met": ratio >= TARGET_RATIO,
+            "work_ratio": round(medians["embedded Ray, 1 worker"] / medians["in process"], 3),
             "steady_ratio": round(steady["embedded Ray, 1 worker"] / medians["in process"], 3),
         },
-        "cluster_scaling": round(medians["cluster, 2 workers"] / medians["cluster, 1 worker"], 3),
+        "cluster_scaling": round(wall_medians["cluster, 2 workers"] / wall_medians["cluster, 1 worker"], 3),
         "cluster_steady_scaling": round(steady["cluster, 2 workers"] / steady["cluster, 1 worker"], 3),
     }
     stem = report_stem(args.out_dir, "batch", machine_tag(machine), started, args.config)

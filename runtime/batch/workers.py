@@ -99,17 +99,19 @@ def model_files(model: str) -> dict[str, bytes] | None:
 
 
 class SegmenterWorker:
-    """One actor of the pool: the model written to a local folder, a Segmenter on it."""
+    """One actor of the pool: a Segmenter on the model, opened where it is or from the bytes the driver sent."""
 
-    def __init__(self, model: str, files: dict[str, ray.ObjectRef], options: dict[str, Any]):
-        """files: {"ref": a reference to model_files(model)}."""
-        files = ray.get(files["ref"])
-        if files is not None:
-            folder = Path(tempfile.mkdtemp(prefix="yolact-batch-model-"))
-            for name, data in files.items():
-                (folder / name).write_bytes(data)
-            model = str(folder / Path(model).name)
-        self.segmenter = Segmenter(model, **options)
+    def __init__(self, model: str, files: dict[str, ray.ObjectRef | None], options: dict[str, Any]):
+        """files: {"ref": a reference to model_files(model), or None to open ``model`` itself}."""
+        sent = None if files["ref"] is None else ray.get(files["ref"])
+        if sent is None:
+            self.segmenter = Segmenter(model, **options)
+            return
+        # The copy is needed only while the backend reads it (a file still mapped stays readable once unlinked).
+        with tempfile.TemporaryDirectory(prefix="yolact-batch-model-", ignore_cleanup_errors=True) as folder:
+            for name, data in sent.items():
+                (Path(folder) / name).write_bytes(data)
+            self.segmenter = Segmenter(str(Path(folder) / Path(model).name), **options)
 
     def __call__(self, decoded: pa.Table) -> pa.Table:
         """Decoded images (DECODED_SCHEMA) -> result rows (results.RESULT_SCHEMA), in input order."""
