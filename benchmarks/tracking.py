@@ -42,7 +42,7 @@ from yolact.data.shape_video import (
 )
 
 from .machine import cpu_description, machine_details, machine_tag
-from .reports import write_report
+from .reports import report_stem, write_report
 
 RESULTS = Path(__file__).parent / "results"
 PROG = "python -m benchmarks.tracking"
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args)
     machine = machine_details()
     report["machine"] = machine
-    stem = args.out / f"tracking_{machine_tag(machine)}_{started:%Y%m%d_%H%M%S}"
+    stem = report_stem(args.out, "tracking", machine_tag(machine), started)
     write_report(stem, report, markdown(report, machine), chart)
     return 0
 
