@@ -29,12 +29,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from command_line import UsageError, entry_parser, entry_point
+from command_line import UsageError, entry_parser, entry_point, positive_int
 from contract.files import write_bytes
 
 from .detections import COCO_TASKS, Detections
 from .errors import ImageError, SegmenterError
 from .images import read_image
+from .options import add_backend_options
 from .outputs import JsonArrayFile, VideoOutputs
 from .overlay import draw_overlay
 from .segmenter import Segmenter
@@ -189,10 +190,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ".engine with its .engine.json, or a served model: grpc://HOST:8001/NAME, http://HOST:8000/NAME",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino or tensorrt")
-    parser.add_argument("--device", help="cpu, cuda[:N], gpu[.N] (OpenVINO) or auto; default: the backend's own")
-    parser.add_argument("--precision", help="fp32, fp16 or bf16; default fp32 (a TensorRT engine: its own)")
-    parser.add_argument("--batch-size", type=int, help="images per run (default 8, at most the model's limit)")
+    add_backend_options(parser)
+    parser.add_argument("--batch-size", type=positive_int, help="images per run (default 8, at most the model's limit)")
     parser.add_argument(
         "--score-threshold",
         type=float,
@@ -206,7 +205,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="a camera or live stream: drop the frames that arrive while the model is busy (counted) instead of falling behind",
     )
-    parser.add_argument("--threads", type=int, help="intra-op threads (onnxruntime, openvino)")
     return parser.parse_args(argv)
 
 

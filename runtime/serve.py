@@ -24,6 +24,7 @@ from contract import INPUT_NAME, SERVER_DEFAULT_MAX_SIDE
 
 from .backends.triton_client import DEFAULT_MODEL_NAME, PRECISION_KEY, SERVED_BY_KEY
 from .errors import ImageError, SegmenterError
+from .options import add_backend_options
 from .pytriton_adapter import allow_ragged_inputs, check_version, publish_parameters, python_backend_library_path, triton_log_tail
 from .ragged_batches import BATCHED_WITH_REFUSED, infer_by_size
 from .segmenter import Segmenter
@@ -133,10 +134,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=SERVER_DEFAULT_MAX_SIDE,
         help=f"refuse images with a longer side (default {SERVER_DEFAULT_MAX_SIDE})",
     )
-    parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino or tensorrt")
-    parser.add_argument("--device", help="the backend's device (default: its own)")
-    parser.add_argument("--precision", help="fp32, fp16 or bf16 (default fp32)")
-    parser.add_argument("--threads", type=positive_int, help="intra-op threads per instance")
+    add_backend_options(parser, threads_help="intra-op threads per instance (default: the backend's, all cores)")
     return parser.parse_args(argv)
 
 

@@ -20,6 +20,7 @@ from ray.exceptions import RayError
 from command_line import UsageError, WorkFailed, entry_parser, entry_point, positive_float, positive_int
 
 from ..errors import ImageError, SegmenterError, one_line
+from ..options import add_backend_options
 from ..segmenter import DEFAULT_BATCH_SIZE, Segmenter
 from .job import JobSettings, WorkerPool, parse_workers, pending_items, run_job
 from .results import ResultsFolder, write_coco_json
@@ -68,16 +69,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-image-mb", type=positive_float, default=64.0, help="larger files are error rows (default 64)")
     parser.add_argument("--max-megapixels", type=positive_float, default=64.0, help="larger images are error rows (default 64)")
     parser.add_argument("--part-rows", type=positive_int, default=256, help="rows per committed Parquet part (default 256)")
-    parser.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino or tensorrt")
-    parser.add_argument("--device", help="cpu, cuda[:N], gpu[.N] (OpenVINO); cuda gives each actor a GPU")
-    parser.add_argument("--precision", help="fp32, fp16 or bf16; default fp32 (a TensorRT engine: its own)")
+    add_backend_options(
+        parser,
+        device_help="cpu, cuda[:N], gpu[.N] (OpenVINO); cuda gives each actor a GPU",
+        threads_help="intra-op threads per actor (default: the backend's, all cores); with several actors on a node, its cores / actors",
+    )
     parser.add_argument("--batch-size", type=positive_int, help="images per run in an actor (default 8)")
     parser.add_argument("--score-threshold", type=float, default=0.3, help="keep detections scoring above (default 0.3)")
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        help="intra-op threads per actor (default: the backend's, all cores); with several actors on a node, its cores / actors",
-    )
     parser.add_argument("--cpus-per-worker", type=positive_float, default=1.0, help="CPUs each actor reserves in Ray (default 1)")
     return parser.parse_args(argv)
 
