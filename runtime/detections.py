@@ -92,9 +92,10 @@ def column_runs(
     flips = np.zeros(starts[-1], dtype=np.uint8)
     for rows, start in zip(packed, starts.tolist()):
         if rows.size:
+            # Row i of the plane: crop rows i and i - 1 XORed, a missing row being all False.
             plane = flips[start : start + rows.size + rows.shape[1]].reshape(-1, rows.shape[1])
-            plane[0], plane[-1] = rows[0], rows[-1]
-            np.bitwise_xor(rows[1:], rows[:-1], out=plane[1:-1])
+            plane[:-1] = rows
+            plane[1:] ^= rows
     byte_position = np.flatnonzero(flips != 0)  # NumPy finds non-zero bools far faster than non-zero bytes
     byte_index, bit = np.divmod(np.flatnonzero(np.unpackbits(flips[byte_position])), 8)
     position = byte_position[byte_index]
@@ -491,18 +492,17 @@ def write_mixed_bytes(
     new[1:] = (byte[1:] != byte[:-1]) | (band_row[square[1:]] != band_row[square[:-1]])
     square, byte = square[new], byte[new]
     band_row, mask, cell_row, y_first, y_count = band_row[square], mask[square], cell_row[square], y_first[square], y_count[square]
-    # Along the width, at the byte's 8 columns [B, 8], on the cell row and the next (clamped).
-    x = (regions.x0[mask] + 8 * byte)[:, None] + np.arange(8)
-    past_crop = x >= regions.x1[mask, None]
-    x = np.minimum(x, len(cols.low) - 1)
+    # Along the width, at the byte's 8 columns [B, 8], on the cell row and the next (clamped). Columns past
+    # the image are read at its last one; the byte's bits past the crop are cleared at the end.
+    x = np.minimum((regions.x0[mask] + 8 * byte)[:, None] + np.arange(8), len(cols.low) - 1)
+    low, high, low_weight, high_weight = cols.low[x], cols.high[x], cols.low_weight[x], cols.high_weight[x]
     cells = band.ravel()
     upper_row = (band_row * band.shape[1])[:, None]
     lower_row = upper_row + band.shape[1] * (cell_row < len(rows.first_pixel) - 2)[:, None]
-    upper = cells[upper_row + cols.low[x]] * cols.low_weight[x]
-    upper += cells[upper_row + cols.high[x]] * cols.high_weight[x]
-    lower = cells[lower_row + cols.low[x]] * cols.low_weight[x]
-    lower += cells[lower_row + cols.high[x]] * cols.high_weight[x]
-    upper[past_crop] = lower[past_crop] = 0
+    upper = cells[upper_row + low] * low_weight
+    upper += cells[upper_row + high] * high_weight
+    lower = cells[lower_row + low] * low_weight
+    lower += cells[lower_row + high] * high_weight
     # Along the height, at the pixel rows of those low taps [B, steps, 8]; rows past y_count write nowhere.
     step = np.arange(int(y_count.max()))
     y = np.minimum(y_first[:, None] + step, len(rows.low) - 1)
@@ -511,7 +511,9 @@ def write_mixed_bytes(
     row_bytes = regions.row_bytes[mask, None]
     target = (regions.byte_start[mask] - regions.y0[mask] * row_bytes[:, 0] + byte)[:, None] + y * row_bytes
     target[step >= y_count[:, None]] = len(buffer) - 1
-    buffer[target] = np.packbits(value > MASK_THRESHOLD).reshape(target.shape)
+    packed = np.packbits(value > MASK_THRESHOLD).reshape(target.shape)
+    packed &= (0xFF00 >> np.minimum(regions.widths[mask] - 8 * byte, 8)).astype(np.uint8)[:, None]
+    buffer[target] = packed
 
 
 def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
