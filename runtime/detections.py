@@ -5,7 +5,8 @@ It gives the numbers of ``yolact.to_image`` (PyTorch's bilinear upsampling with 
 then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but upsamples
 a mask only where it can be non-zero: the support of its cropped prototype cells grown by the one cell that
 bilinear taps reach, mapped to image pixels. It does so in numpy, in PyTorch's order of float32 operations,
-computing pixel by pixel only where a mask's edge can fall (``paste_masks``). That region is what a mask
+copying whole cell rows of pixels whose four taps lie on one side of 0.5 and computing only the bytes where a
+mask's edge can fall, for all masks at once (``paste_masks``). That region is what a mask
 keeps: its crop, 8 pixels to a byte, with the crop's place in the image. No full-image plane is made unless
 a caller asks for one (``Detections.masks``, ``Detections.mask``), and COCO RLE is computed from the crops."""
 
@@ -24,12 +25,13 @@ from contract import GraphOutputs
 MASK_THRESHOLD = 0.5
 COCO_TASKS = ("bbox", "segm")
 SUPERVISION_INSTALL = 'pip install ".[video]"'
-# A pixel whose bilinear taps all lie above 0.5 + SURE_MARGIN (all below 0.5 - SURE_MARGIN) is above
-# (below) 0.5 whatever float32 rounding does: the two weights sum to 1 within 2^-24 and the two products and
-# their sum are each rounded by at most 2^-24 relative, together under 1e-7.
+# A pixel whose four bilinear taps all lie above 0.5 + SURE_MARGIN (all below 0.5 - SURE_MARGIN) is above
+# (below) 0.5 whatever float32 rounding does: it is interpolated twice (along the width, then the height),
+# each time with two weights that sum to 1 within 2^-25 and two products and a sum each rounded by at most
+# 2^-24 relative, so it stays within 6 x 2^-24 relative (under 2e-7 at 0.5) of its taps' range.
 SURE_MARGIN = 1e-6
-# Masks are pasted in groups of about this many crop pixels, each group in buffers of its own, so that a
-# large image's transient memory stays a small part of its dense masks.
+# Masks are pasted in groups of about this many cell rows x image columns (a group's largest buffers), each
+# group in buffers of its own, so that a large image's transient memory stays a small part of its dense masks.
 GROUP_PIXELS = 1 << 22
 # A byte's 8 pixels, first in the high bit, as np.packbits.
 BIT_VALUES = np.array([128, 64, 32, 16, 8, 4, 2, 1], dtype=np.uint8)
