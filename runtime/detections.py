@@ -5,7 +5,8 @@ It gives the numbers of ``yolact.to_image`` (PyTorch's bilinear upsampling with 
 then ``> 0.5``; boxes scaled, ordered, clamped and truncated like ``sanitize_coordinates``) but upsamples
 a mask only where it can be non-zero: the support of its cropped prototype cells grown by the one cell that
 bilinear taps reach, mapped to image pixels. It does so in numpy, in PyTorch's order of float32 operations,
-computing pixel by pixel only where a mask's edge can fall (``paste_masks``). That region is what a mask
+copying whole cell rows of pixels whose four taps lie on one side of 0.5 and computing only the bytes where a
+mask's edge can fall, for all masks at once (``paste_masks``). That region is what a mask
 keeps: its crop, 8 pixels to a byte, with the crop's place in the image. No full-image plane is made unless
 a caller asks for one (``Detections.masks``, ``Detections.mask``), and COCO RLE is computed from the crops."""
 
@@ -24,13 +25,16 @@ from contract import GraphOutputs
 MASK_THRESHOLD = 0.5
 COCO_TASKS = ("bbox", "segm")
 SUPERVISION_INSTALL = 'pip install ".[video]"'
-# A pixel whose bilinear taps all lie above 0.5 + SURE_MARGIN (all below 0.5 - SURE_MARGIN) is above
-# (below) 0.5 whatever float32 rounding does: the two weights sum to 1 within 2^-24 and the two products and
-# their sum are each rounded by at most 2^-24 relative, together under 1e-7.
+# A pixel whose four bilinear taps all lie above 0.5 + SURE_MARGIN (all below 0.5 - SURE_MARGIN) is above
+# (below) 0.5 whatever float32 rounding does: it is interpolated twice (along the width, then the height),
+# each time with two weights that sum to 1 within 2^-25 and two products and a sum each rounded by at most
+# 2^-24 relative, so it stays within 6 x 2^-24 relative (under 2e-7 at 0.5) of its taps' range.
 SURE_MARGIN = 1e-6
-# Masks are pasted in groups of about this many crop pixels, each group in buffers of its own, so that a
-# large image's transient memory stays a small part of its dense masks.
+# Masks are pasted in groups of about this many cell rows x image columns (a group's largest buffers), each
+# group in buffers of its own, so that a large image's transient memory stays a small part of its dense masks.
 GROUP_PIXELS = 1 << 22
+# A byte's 8 pixels, first in the high bit, as np.packbits.
+BIT_VALUES = np.array([128, 64, 32, 16, 8, 4, 2, 1], dtype=np.uint8)
 EMPTY_PACKED = np.zeros((0, 0), dtype=np.uint8)
 EMPTY_PACKED.flags.writeable = False
 
@@ -66,6 +70,12 @@ def pack_crops(crops: Sequence[np.ndarray], offsets: np.ndarray) -> tuple[list[n
     return packed, np.concatenate((offsets, offsets + sizes), axis=1)
 
 
+def stable_order(values: np.ndarray) -> np.ndarray:
+    """Indices that sort ``values`` (non-negative ints), equal ones in their order: as the smallest unsigned
+    type that holds them, since NumPy radix-sorts 8- and 16-bit integers (a crop's columns, a frame's crops)."""
+    return np.argsort(values.astype(np.min_scalar_type(values.max(initial=0))), kind="stable")
+
+
 def column_runs(
     packed: Sequence[np.ndarray], regions: np.ndarray, frame_height: np.ndarray | int, frame_area: np.ndarray | int
 ) -> list[np.ndarray]:
@@ -86,23 +96,25 @@ def column_runs(
     flips = np.zeros(starts[-1], dtype=np.uint8)
     for rows, start in zip(packed, starts.tolist()):
         if rows.size:
+            # Row i of the plane: crop rows i and i - 1 XORed, a missing row being all False.
             plane = flips[start : start + rows.size + rows.shape[1]].reshape(-1, rows.shape[1])
-            plane[0], plane[-1] = rows[0], rows[-1]
-            np.bitwise_xor(rows[1:], rows[:-1], out=plane[1:-1])
-    byte_position = np.flatnonzero(flips)
+            plane[:-1] = rows
+            plane[1:] ^= rows
+    byte_position = np.flatnonzero(flips != 0)  # NumPy finds non-zero bools far faster than non-zero bytes
     byte_index, bit = np.divmod(np.flatnonzero(np.unpackbits(flips[byte_position])), 8)
     position = byte_position[byte_index]
     owner = np.searchsorted(starts, position, side="right") - 1
     row, byte_column = np.divmod(position - starts[owner], row_bytes[owner])
     column = byte_column * 8 + bit
-    # Sorted by crop, then column-major in the frame.
-    key_stride = frame_area.max(initial=0) + 1
-    edge_keys = owner * key_stride + (column + regions[owner, 0]) * frame_height[owner] + row + regions[owner, 1]
-    edge_keys.sort()
-    joined = np.flatnonzero(edge_keys[1:-1:2] == edge_keys[2::2])
+    # Found crop by crop, row by row: column-major within each crop once sorted by column, then by crop.
+    order = stable_order(column)
+    order = order[stable_order(owner[order])]
+    owner = owner[order]
+    edges = (column[order] + regions[owner, 0]) * frame_height[owner] + row[order] + regions[owner, 1]
+    joined = np.flatnonzero((edges[1:-1:2] == edges[2::2]) & (owner[1:-1:2] == owner[2::2]))
     if len(joined):
-        edge_keys = np.delete(edge_keys, np.concatenate((2 * joined + 1, 2 * joined + 2)))
-    owner, edges = np.divmod(edge_keys, key_stride)
+        dropped = np.concatenate((2 * joined + 1, 2 * joined + 2))
+        edges, owner = np.delete(edges, dropped), np.delete(owner, dropped)
     # Each crop's edges between a 0 and its frame's area: differences are its runs.
     edge_counts = np.bincount(owner, minlength=count)
     ends = np.cumsum(edge_counts + 2)
@@ -325,9 +337,10 @@ def axis_taps(source: int, output: int) -> AxisTaps:
 
 
 class MaskRegions(NamedTuple):
-    """Where K masks are upsampled, each an int64 [K] array: pixel rows y0..y1-1 and columns x0..x1-1, the
-    cell rows they tap (band_first..band_first + band_rows - 1), and where in the flat buffers each mask's
-    cell-row x pixel-column plane (band_start) and its crop (crop_start) begin ([K + 1]: the ends too)."""
+    """Where K masks are pasted, each an int64 array: pixel rows y0..y1-1 and columns x0..x1-1 [K], the cell
+    rows they tap, band_first..band_first + band_rows - 1 [K], and [K + 1] offsets (the last one the total):
+    band_start, of each mask's cell rows among the group's, and byte_start, of its packed crop in the group's
+    buffer."""
 
     y0: np.ndarray
     y1: np.ndarray
@@ -336,15 +349,16 @@ class MaskRegions(NamedTuple):
     band_first: np.ndarray
     band_rows: np.ndarray
     band_start: np.ndarray
-    crop_start: np.ndarray
+    byte_start: np.ndarray
 
     @classmethod
     def laid_out(
         cls, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, band_first: np.ndarray, band_rows: np.ndarray
     ) -> MaskRegions:
-        widths = x1 - x0
-        band_start = np.concatenate(([0], np.cumsum(band_rows * widths)))
-        return cls(y0, y1, x0, x1, band_first, band_rows, band_start, np.concatenate(([0], np.cumsum((y1 - y0) * widths))))
+        crop_bytes = (y1 - y0) * ((x1 - x0 + 7) // 8)
+        return cls(
+            y0, y1, x0, x1, band_first, band_rows, np.concatenate(([0], np.cumsum(band_rows))), np.concatenate(([0], np.cumsum(crop_bytes)))
+        )
 
     def part(self, masks: slice) -> MaskRegions:
         """The regions of ``masks``, laid out in buffers of their own."""
@@ -353,6 +367,10 @@ class MaskRegions(NamedTuple):
     @property
     def widths(self) -> np.ndarray:
         return self.x1 - self.x0
+
+    @property
+    def row_bytes(self) -> np.ndarray:
+        return (self.x1 - self.x0 + 7) // 8
 
 
 def mask_regions(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[np.ndarray, MaskRegions]:
@@ -374,19 +392,19 @@ def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list
     reach: (packed crops, regions), as ``pack_crops`` gives them; the image is False outside a crop. A mask
     whose cells reach no pixel gets an empty crop at (0, 0).
 
-    The upsampling is PyTorch's bilinear interpolation in its order of float32 operations (along the width,
+    The pixels are PyTorch's bilinear interpolation in its order of float32 operations (along the width,
     then along the height), so the masks equal ``yolact.to_image``'s (OpenCV's warpAffine, tried first,
     flipped 0.08% of the pixels with its fixed-point coordinates). Consecutive masks are pasted in groups of
-    about GROUP_PIXELS crop pixels, each group in buffers of its own that live until its crops are packed."""
+    about GROUP_PIXELS cell rows x image columns, the size of a group's largest buffer."""
     reached, regions = mask_regions(cells, rows, cols)
     crops = [EMPTY_PACKED] * len(cells)
-    group = regions.crop_start[:-1] // GROUP_PIXELS
+    group = regions.band_start[:-1] * len(cols.low) // GROUP_PIXELS
     bounds = np.append(np.flatnonzero(np.diff(group, prepend=-1)), len(reached)).tolist()
     for start, stop in zip(bounds, bounds[1:]):
-        part_crops = upsample_group(cells, reached[start:stop], regions.part(slice(start, stop)), rows, cols)
-        packed, _ = pack_crops(part_crops, np.zeros((len(part_crops), 2), dtype=np.int64))
-        for n, rows_packed in zip(reached[start:stop].tolist(), packed):
-            crops[n] = rows_packed
+        for n, packed in zip(
+            reached[start:stop].tolist(), paste_group(cells, reached[start:stop], regions.part(slice(start, stop)), rows, cols)
+        ):
+            crops[n] = packed
     offsets = np.zeros((len(cells), 2), dtype=np.int64)
     offsets[reached] = np.stack((regions.x0, regions.y0), axis=1)
     sizes = np.zeros((len(cells), 2), dtype=np.int64)
@@ -394,76 +412,123 @@ def paste_masks(cells: np.ndarray, rows: AxisTaps, cols: AxisTaps) -> tuple[list
     return crops, np.concatenate((offsets, offsets + sizes), axis=1)
 
 
-def upsample_group(cells: np.ndarray, masks: np.ndarray, regions: MaskRegions, rows: AxisTaps, cols: AxisTaps) -> list[np.ndarray]:
-    """Bool crops of ``cells[masks]`` over ``regions`` (views of one buffer).
+def paste_group(cells: np.ndarray, masks: np.ndarray, regions: MaskRegions, rows: AxisTaps, cols: AxisTaps) -> list[np.ndarray]:
+    """Packed crops (as ``pack_crops``: uint8 [h, ceil(w / 8)], views of one buffer) of ``cells[masks]``
+    over ``regions``.
 
-    Along the width every pixel column of a mask's region is computed, on the cell rows it taps (each
-    column's cell rows side by side in ``along_width``). Along the height, a pixel taps cell rows a and
-    a + 1 (a = its low tap): where both are above 0.5 + SURE_MARGIN in its column (both below
-    0.5 - SURE_MARGIN) it is True (False) whatever the float32 rounding, and it is copied from that; only the
-    pixels with taps on both sides, at the masks' edges, are computed, for all the group's masks at once."""
-    along_width = np.empty(regions.band_start[-1], dtype=np.float32)
-    for n, x0, x1, band_first, band_rows, band_start in zip(
-        masks.tolist(), *(values.tolist() for values in (regions.x0, regions.x1, regions.band_first, regions.band_rows, regions.band_start))
-    ):
-        columns = np.ascontiguousarray(cells[n, band_first : band_first + band_rows].T)  # [Wp, band rows]
-        plane = along_width[band_start : band_start + band_rows * (x1 - x0)].reshape(x1 - x0, band_rows)
-        np.multiply(columns[cols.low[x0:x1]], cols.low_weight[x0:x1, None], out=plane)
-        high = columns[cols.high[x0:x1]]
-        high *= cols.high_weight[x0:x1, None]
-        plane += high
-    above = along_width > np.float32(MASK_THRESHOLD + SURE_MARGIN)
-    below = along_width < np.float32(MASK_THRESHOLD - SURE_MARGIN)
-    # Cell row a with a + 1; a column's last cell row is its own upper tap (the prototypes' last row).
-    last = column_ends(regions)
-    above_last, below_last = above[last], below[last]
-    above[:-1] &= above[1:]
-    below[:-1] &= below[1:]
-    above[last], below[last] = above_last, below_last
-    pixels = np.empty(regions.crop_start[-1], dtype=bool)
+    A pixel's four taps are the cells (a, c), (a, c + 1), (a + 1, c), (a + 1, c + 1) (a, c: its low taps;
+    the high ones clamped to the last row and column), and every pixel with the same low taps shares them.
+    Where all four are above 0.5 + SURE_MARGIN (all below 0.5 - SURE_MARGIN) the pixels are True (False)
+    whatever the float32 rounding: those are copied, cell row by cell row, packed once per cell row. Only the
+    bytes that hold a pixel whose taps lie on both sides are computed, for all the group's masks at once."""
+    band = band_cells(cells, masks, regions)
+    all_above, all_below = one_sided_taps(band, regions.band_start[1:] - 1)
+    # The pixel columns x_lo..x_hi - 1 of every band row, True where the pixel is certainly True.
+    x_lo, x_hi = int(regions.x0.min()), int(regions.x1.max())
+    certain = cv2.transpose(cv2.transpose(all_above.view(np.uint8))[cols.low[x_lo:x_hi]])  # [band rows, x_hi - x_lo]
+    # Each pixel row's low tap, counted from its mask's first band row.
+    heights = regions.y1 - regions.y0
+    pixel_rows = np.arange(heights.sum()) + np.repeat(regions.y0 - (np.cumsum(heights) - heights), heights)
+    band_row = rows.low[pixel_rows] - np.repeat(regions.band_first, heights)
+    buffer = np.empty(regions.byte_start[-1] + 1, dtype=np.uint8)  # the last byte takes writes to no pixel
     crops = []
-    for y0, y1, x0, x1, band_first, band_rows, band_start, crop_start in zip(*(values.tolist() for values in regions)):
-        crop = pixels[crop_start : crop_start + (y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
-        certain = above[band_start : band_start + band_rows * (x1 - x0)].reshape(x1 - x0, band_rows)
-        np.take(certain.T, rows.low[y0:y1] - band_first, axis=0, out=crop)
+    row = 0
+    for y0, y1, x0, x1, band_start, band_stop, byte_start, byte_stop in zip(
+        *(values.tolist() for values in (regions.y0, regions.y1, regions.x0 - x_lo, regions.x1 - x_lo)),
+        regions.band_start[:-1].tolist(),
+        regions.band_start[1:].tolist(),
+        regions.byte_start[:-1].tolist(),
+        regions.byte_start[1:].tolist(),
+    ):
+        crop = buffer[byte_start:byte_stop].reshape(y1 - y0, -1)
+        np.take(np.packbits(certain[band_start:band_stop, x0:x1], axis=1), band_row[row : row + y1 - y0], axis=0, out=crop)
         crops.append(crop)
-    compute_two_sided_pixels(along_width, above | below, pixels, regions, rows)
+        row += y1 - y0
+    write_mixed_bytes(buffer, band, ~(all_above | all_below), regions, rows, cols)
     return crops
 
 
-def column_ends(regions: MaskRegions) -> np.ndarray:
-    """Where in the flat cell-row planes each pixel column's last cell row lies."""
-    widths = regions.widths
-    mask = np.repeat(np.arange(len(widths)), widths)
-    column = np.arange(len(mask)) - np.repeat(np.cumsum(widths) - widths, widths)
-    return regions.band_start[mask] + (column + 1) * regions.band_rows[mask] - 1
+def band_cells(cells: np.ndarray, masks: np.ndarray, regions: MaskRegions) -> np.ndarray:
+    """[band rows, Wp] float32: the cell rows each of ``cells[masks]`` taps, mask after mask (``band_start``)."""
+    hp, wp = cells.shape[1:]
+    first_cell_row = masks * hp + regions.band_first
+    cell_rows = np.arange(regions.band_start[-1]) + np.repeat(first_cell_row - regions.band_start[:-1], regions.band_rows)
+    return cells.reshape(-1, wp)[cell_rows]
 
 
-def compute_two_sided_pixels(
-    along_width: np.ndarray, one_sided: np.ndarray, pixels: np.ndarray, regions: MaskRegions, rows: AxisTaps
+def one_sided_taps(band: np.ndarray, band_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bool [band rows, Wp] twice: whether the four taps of the pixels whose low taps are a band's cell row
+    and column are all above 0.5 + SURE_MARGIN, and whether they are all below 0.5 - SURE_MARGIN. A band's
+    last row (``band_ends``) and the last column pair with themselves: they are someone's low taps only when
+    the high taps are clamped onto them."""
+    all_above = band > np.float32(MASK_THRESHOLD + SURE_MARGIN)
+    all_below = band < np.float32(MASK_THRESHOLD - SURE_MARGIN)
+    for one_sided in (all_above, all_below):
+        one_sided[:, :-1] &= one_sided[:, 1:]
+        last_rows = one_sided[band_ends]
+        one_sided[:-1] &= one_sided[1:]
+        one_sided[band_ends] = last_rows
+    return all_above, all_below
+
+
+def write_mixed_bytes(
+    buffer: np.ndarray, band: np.ndarray, mixed: np.ndarray, regions: MaskRegions, rows: AxisTaps, cols: AxisTaps
 ) -> None:
-    """Set in ``pixels`` (the crops' flat buffer) every pixel whose two cell-row taps are not on one side of
-    0.5 (``one_sided`` False), from ``along_width`` (both flat, laid out by ``regions``), in PyTorch's
-    order of float32 operations."""
-    position = np.flatnonzero(~one_sided)
-    if not len(position):
+    """Compute and write into ``buffer`` (the group's packed crops, laid out by ``regions``) every crop byte
+    holding a pixel whose low taps are ``mixed`` [band rows, Wp] (taps on both sides of 0.5): its 8 pixels,
+    in PyTorch's order of float32 operations, from ``band``'s cells."""
+    band_row, cell_col = np.divmod(np.flatnonzero(mixed), band.shape[1])
+    mask = np.searchsorted(regions.band_start, band_row, side="right") - 1
+    cell_row = band_row - regions.band_start[mask] + regions.band_first[mask]
+    # The pixels of the crop with those low taps: rows y_first.. (y_count), columns x_first..x_stop - 1.
+    y_first = np.maximum(rows.first_pixel[cell_row], regions.y0[mask])
+    y_count = np.minimum(rows.first_pixel[cell_row + 1], regions.y1[mask]) - y_first
+    x_first = np.maximum(cols.first_pixel[cell_col], regions.x0[mask]) - regions.x0[mask]
+    x_stop = np.minimum(cols.first_pixel[cell_col + 1], regions.x1[mask]) - regions.x0[mask]
+    squares = np.flatnonzero((y_count > 0) & (x_stop > x_first))
+    if not len(squares):
         return
-    mask = np.searchsorted(regions.band_start, position, side="right") - 1
-    band_rows = regions.band_rows[mask]
-    column, cell_row = np.divmod(position - regions.band_start[mask], band_rows)
-    cell_row += regions.band_first[mask]
-    # The mask's pixel rows whose low tap is that cell row.
-    first = np.maximum(rows.first_pixel[cell_row], regions.y0[mask])
-    count = np.minimum(rows.first_pixel[cell_row + 1], regions.y1[mask]) - first
-    steps = max(int(count.max()), 1)
-    pair, step = np.divmod(np.flatnonzero(np.arange(steps) < count[:, None]), steps)
-    row = first[pair] + step
-    mask, column, band_rows = mask[pair], column[pair], band_rows[pair]
-    origin = regions.band_start[mask] + column * band_rows - regions.band_first[mask]
-    value = along_width[origin + rows.low[row]] * rows.low_weight[row]
-    value += along_width[origin + rows.high[row]] * rows.high_weight[row]
-    widths = regions.widths[mask]
-    pixels[regions.crop_start[mask] + (row - regions.y0[mask]) * widths + column] = value > MASK_THRESHOLD
+    # The crop bytes (8 columns each) they touch, once: squares of a band row come in column order.
+    first_byte = x_first[squares] // 8
+    square, byte = expand_ranges(first_byte, (x_stop[squares] - 1) // 8 - first_byte + 1)
+    square = squares[square]
+    new = np.ones(len(square), dtype=bool)
+    new[1:] = (byte[1:] != byte[:-1]) | (band_row[square[1:]] != band_row[square[:-1]])
+    square, byte = square[new], byte[new]
+    band_row, mask, cell_row, y_first, y_count = band_row[square], mask[square], cell_row[square], y_first[square], y_count[square]
+    # Along the width, at the byte's 8 columns [8, B], on the cell row and the next (clamped). Columns past
+    # the image are read at its last one; the byte's bits past the crop are cleared at the end. (The bytes
+    # are the last axis: NumPy runs a loop over 8 values, per byte, far slower than one over all bytes.)
+    x = np.minimum(regions.x0[mask] + 8 * byte + np.arange(8)[:, None], len(cols.low) - 1)
+    low, high, low_weight, high_weight = cols.low[x], cols.high[x], cols.low_weight[x], cols.high_weight[x]
+    cells = band.ravel()
+    upper_row = band_row * band.shape[1]
+    lower_row = upper_row + band.shape[1] * (cell_row < len(rows.first_pixel) - 2)
+    upper = cells[upper_row + low] * low_weight
+    upper += cells[upper_row + high] * high_weight
+    lower = cells[lower_row + low] * low_weight
+    lower += cells[lower_row + high] * high_weight
+    # Along the height, at the pixel rows of those low taps [steps, 8, B]; rows past y_count write nowhere.
+    step = np.arange(int(y_count.max()))[:, None]
+    y = np.minimum(y_first + step, len(rows.low) - 1)
+    value = upper * rows.low_weight[y][:, None, :]
+    value += lower * rows.high_weight[y][:, None, :]
+    # Each byte's 8 pixels, first in the high bit (as np.packbits) [steps, B].
+    bits = (value > MASK_THRESHOLD).view(np.uint8)
+    bits *= BIT_VALUES[:, None]
+    packed = bits.sum(axis=1, dtype=np.uint8)
+    packed &= (0xFF00 >> np.minimum(regions.widths[mask] - 8 * byte, 8)).astype(np.uint8)
+    row_bytes = regions.row_bytes[mask]
+    target = regions.byte_start[mask] - regions.y0[mask] * row_bytes + byte + y * row_bytes
+    target[step >= y_count] = len(buffer) - 1
+    buffer[target] = packed
+
+
+def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, v) for every v in starts[i] .. starts[i] + counts[i] - 1, in order of i then v."""
+    steps = max(int(counts.max(initial=0)), 1)
+    item, step = np.divmod(np.flatnonzero(np.arange(steps) < counts[:, None]), steps)
+    return item, starts[item] + step
 
 
 def pixel_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
