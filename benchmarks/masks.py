@@ -175,7 +175,8 @@ def chart(report: dict, path: Path) -> None:
 def markdown(report: dict) -> str:
     lines = [
         f"{report['config']}, {report['detections']} detections per image, {report['where']}; CPU ms per image "
-        f"(median of {report['repeats']}); baseline: runtime at {report['baseline_commit'][:10]} (dense planes)",
+        f"(median of {report['repeats']}); baseline: runtime at {report['baseline_commit'][:10]}"
+        f"{' (dense planes)' if DENSE_COMMIT.startswith(report['baseline_commit'][:10]) else ''}",
         "",
         "| image | baseline paste | baseline paste + RLE | paste | paste + RLE | (paste + RLE) / baseline paste "
         "| dense mask MiB | compact mask MiB | compact / dense | peak RSS growth MiB, baseline / compact |",
