@@ -33,6 +33,8 @@ SURE_MARGIN = 1e-6
 # Masks are pasted in groups of about this many cell rows x image columns (a group's largest buffers), each
 # group in buffers of its own, so that a large image's transient memory stays a small part of its dense masks.
 GROUP_PIXELS = 1 << 22
+# The most float32 values of one step of the mixed bytes' arithmetic (8 MiB an array).
+MIXED_VALUES = 1 << 21
 # A byte's 8 pixels, first in the high bit, as np.packbits.
 BIT_VALUES = np.array([128, 64, 32, 16, 8, 4, 2, 1], dtype=np.uint8)
 EMPTY_PACKED = np.zeros((0, 0), dtype=np.uint8)
@@ -495,7 +497,42 @@ def write_mixed_bytes(
     new = np.ones(len(square), dtype=bool)
     new[1:] = (byte[1:] != byte[:-1]) | (band_row[square[1:]] != band_row[square[:-1]])
     square, byte = square[new], byte[new]
-    band_row, mask, cell_row, y_first, y_count = band_row[square], mask[square], cell_row[square], y_first[square], y_count[square]
+    # The bytes go in parts: the arrays below are [pixel rows per cell row, 8, bytes] float32, and coarse
+    # prototypes (yolact_tiny's 32x32 at 4K) make both tall (67 rows) and many (160 MiB at once, measured).
+    part_bytes = max(1, MIXED_VALUES // (8 * int(y_count[square].max())))
+    for start in range(0, len(square), part_bytes):
+        part = square[start : start + part_bytes]
+        write_bytes(
+            buffer,
+            band,
+            byte[start : start + part_bytes],
+            band_row[part],
+            mask[part],
+            cell_row[part],
+            y_first[part],
+            y_count[part],
+            regions,
+            rows,
+            cols,
+        )
+
+
+def write_bytes(
+    buffer: np.ndarray,
+    band: np.ndarray,
+    byte: np.ndarray,
+    band_row: np.ndarray,
+    mask: np.ndarray,
+    cell_row: np.ndarray,
+    y_first: np.ndarray,
+    y_count: np.ndarray,
+    regions: MaskRegions,
+    rows: AxisTaps,
+    cols: AxisTaps,
+) -> None:
+    """Byte columns ``byte`` [B] of the crops of ``mask`` [B], over the ``y_count`` pixel rows from
+    ``y_first`` that take their low taps from ``band_row`` (the image's cell row ``cell_row``): computed in
+    PyTorch's order of float32 operations and written into ``buffer``."""
     # Along the width, at the byte's 8 columns [8, B], on the cell row and the next (clamped). Columns past
     # the image are read at its last one; the byte's bits past the crop are cleared at the end. (The bytes
     # are the last axis: NumPy runs a loop over 8 values, per byte, far slower than one over all bytes.)
