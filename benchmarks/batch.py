@@ -142,8 +142,11 @@ def markdown(report: dict) -> str:
             f"after the first rows {report['cluster_steady_scaling']:.2f}x."
         ),
         (
-            f"Load average (1, 5, 15 min) at the start {report['machine']['load_average_1_5_15_min']['start']}, "
-            f"at the end {report['machine']['load_average_1_5_15_min']['end']}: the machine was shared, which is why the arms alternate."
+            "Load average (1, 5, 15 min) at the start "
+            + ", ".join(f"{value:.2f}" for value in report["machine"]["load_average_1_5_15_min"]["start"])
+            + ", at the end "
+            + ", ".join(f"{value:.2f}" for value in report["machine"]["load_average_1_5_15_min"]["end"])
+            + " (the benchmark's own Ray processes included); the arms alternate round by round, so that other work weighs on all alike."
         ),
     ]
     return "\n".join(lines) + "\n"
@@ -205,7 +208,7 @@ def main(argv=None) -> int:
         "config": args.config,
         "weights": str(args.weights) if args.weights else "authors' recipe weights (every detection slot filled)",
         "images": len(files),
-        "where": f"{cpu_description(machine)}, {machine['cores']} cores, shared with other work",
+        "where": f"{cpu_description(machine)}, {machine['cores']} cores",
         "machine": machine,
         "threads": args.threads,
         "arms": [
