@@ -127,9 +127,13 @@ def segment_source(
         if on_frame is not None:
             on_frame(index, detections)
 
-    writer = WriterThread(write, segmenter.batch_size, f"write-{source.name}")
+    writer: WriterThread | None = None
     try:
         for (_, index, time_s), image, detections in results:
+            if writer is None:
+                # As many frames wait to be written as one inference run takes: 8 small frames, a single 4K one
+                # (a queue of eight 4K frames held 200 MB more at the peak).
+                writer = WriterThread(write, segmenter.batch_limit(image.shape), f"write-{source.name}")
             if tracker is not None:
                 detections = shown(tracker.update(detections), segmenter.score_threshold)
             writer.put(index, time_s, image, detections)
@@ -137,6 +141,7 @@ def segment_source(
     finally:
         try:
             results.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
         finally:
             outputs.close()
