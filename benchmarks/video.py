@@ -261,7 +261,8 @@ def chart(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    uhd = report.get("uhd_frame")
+    fig, axes = plt.subplots(1, 3 if uhd else 2, figsize=(16 if uhd else 11, 4))
     e2e = report["end_to_end"]
     axes[0].bar(["video path\n(MP4+JSONL+MOT)", "images\nin batches"], [e2e["video_fps"], e2e["images_fps"]])
     axes[0].set_ylabel("frames/s")
@@ -273,6 +274,13 @@ def chart(report: dict[str, Any], path: Path) -> None:
         axes[1].set_xlabel("frame")
         axes[1].set_ylabel("RSS (MiB)")
         axes[1].set_title(f"1080p stream, {stream['frames']} frames")
+    if uhd:
+        peaks = {"one frame,\ncompact masks": uhd["compact"], "one frame,\ndense planes": uhd["dense"]}
+        if "video" in uhd:
+            peaks[f"{uhd['video']['frames']}-frame video,\nvideo path"] = uhd["video"]
+        axes[2].bar(list(peaks), [peak["peak_over_model_mib"] for peak in peaks.values()])
+        axes[2].set_ylabel("peak RSS over the loaded model (MiB)")
+        axes[2].set_title("3840x2160")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
