@@ -1,0 +1,54 @@
+"""benchmarks.video and benchmarks.tracking run end to end on a short input and write their report: JSON,
+Markdown and a PNG, named by the machine. The figures they commit come from full runs; these runs prove the
+commands still work."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_benchmark(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600)
+
+
+def the_report(folder: Path, kind: str) -> dict:
+    """The one report of ``kind`` in ``folder``, checked to come with its Markdown and PNG."""
+    (path,) = folder.glob(f"{kind}_*.json")
+    assert path.with_suffix(".md").read_text().startswith("# ")
+    assert path.with_suffix(".png").read_bytes().startswith(PNG_SIGNATURE)
+    return json.loads(path.read_text())
+
+
+def test_video_benchmark_times_both_paths_over_the_same_frames(onnx_model, tmp_path):
+    result = run_benchmark(
+        "benchmarks.video",
+        *("--model", str(onnx_model), "--video-frames", "6", "--rounds", "1", "--stream-frames", "0", "--skip-uhd"),
+        *("--threads", "1", "--out", str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stderr
+    report = the_report(tmp_path, "video")
+    e2e = report["end_to_end"]
+    assert e2e["frames"] == 6 and e2e["rounds"] == 1
+    assert e2e["video_fps"] > 0 and e2e["images_fps"] > 0
+    assert abs(e2e["ratio"] - e2e["video_fps"] / e2e["images_fps"]) < 1e-9
+    assert "long_stream" not in report and "uhd_frame" not in report
+    assert report["machine"]["cores"] >= 1
+
+
+def test_tracking_benchmark_scores_every_setting_on_both_scenarios(onnx_model, tmp_path):
+    result = run_benchmark("benchmarks.tracking", "--model", str(onnx_model), "--frames", "20", "--threads", "1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = the_report(tmp_path, "tracking")
+    assert [video["scenario"]["name"] for video in report["videos"].values()] == ["moderate", "occluded"]
+    assert report["default"] in report["settings"]
+    for video in report["videos"].values():
+        assert video["scenario"]["frames"] == 20 and video["identities"] > 0
+        shown_low = f"{report['default']}, low-score matches shown"
+        assert set(video["trackers"]) == {"plain glue", *report["settings"], shown_low}
+        for scores in video["trackers"].values():
+            for measure in ("box", "mask"):
+                assert all(0 <= scores[measure][name] <= 1 for name in ("HOTA", "IDF1")), scores
+                assert scores[measure]["MOTA"] <= 1 and scores[measure]["IDSW"] >= 0
