@@ -95,7 +95,7 @@ CASES = [
     pytest.param(["--precision", "bf16"], r"precision bf16: onnxruntime runs the graph in fp32 here .*", id="precision the backend lacks"),
     pytest.param(["--backend", "openvino", "--device", "npu"], r"device 'npu': OpenVINO sees CPU.* here .*", id="unknown device"),
     pytest.param(["--device", "cuda"], r"device cuda: this onnxruntime has no CUDA or TensorRT provider .*", id="device not installed"),
-    pytest.param(["--threads", "0"], r"threads 0: must be a whole number of at least 1", id="zero threads"),
+    pytest.param(["--threads", "0"], r"argument --threads: must be a positive integer, not 0", id="zero threads"),
     pytest.param(["--score-threshold", "1.5"], r"score threshold 1.5: must be in \[0, 1\)", id="threshold out of range"),
     pytest.param(
         ["--model", "{bad}/model.engine", "--backend", "tensorrt"],
@@ -123,7 +123,10 @@ def test_one_line_and_status_2(arguments, message, bad_models, onnx_model, fixed
         arguments.append(str(image_file))
     out = tmp_path / "out"
 
-    status = main([*arguments, "--out", str(out)])
+    try:
+        status = main([*arguments, "--out", str(out)])
+    except SystemExit as refused:  # the options argparse itself checks
+        status = refused.code
 
     captured = capsys.readouterr()
     assert status == 2
@@ -132,8 +135,10 @@ def test_one_line_and_status_2(arguments, message, bad_models, onnx_model, fixed
     assert not out.exists()
 
 
-def test_the_python_api_raises_the_same_errors(bad_models):
+def test_the_python_api_raises_the_same_errors(bad_models, onnx_model):
     with pytest.raises(ModelError, match="foreign.onnx: no YOLACT metadata"):
         Segmenter(bad_models / "foreign.onnx")
     with pytest.raises(ModelError, match="backend 'tflite': unknown"):
         Segmenter(bad_models / "foreign.onnx", backend="tflite")
+    with pytest.raises(ModelError, match="threads 0: must be a whole number of at least 1"):  # the CLI's argparse refuses it first
+        Segmenter(onnx_model, threads=0)
