@@ -7,20 +7,18 @@ their own, joined by bounded queues, so a slow consumer holds the producers back
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .detections import Detections
 from .outputs import VideoOutputs
+from .segmenter import MAX_BATCH_PIXELS, Segmenter
 from .sources import FrameSource
 from .tracking import ByteTracker, make_tracker
-
-if TYPE_CHECKING:
-    from .segmenter import Segmenter
 
 DECODED_AHEAD = 2  # the segmenter's reader thread takes a batch at a time from these
 
@@ -62,27 +60,56 @@ def shown(tracked: Detections, score_threshold: float) -> Detections:
 
 
 class WriterThread:
-    """Runs ``write(*item)`` for each put item in a thread, at most ``capacity`` items waiting. Its failure
-    is raised in the putting thread; closing writes what is queued, then stops."""
+    """Runs ``write(*item)`` for each put item in a thread. At most ``max_items`` items of at most
+    ``max_pixels`` pixels in all wait (a single item of more is let through alone), so the queue holds about
+    as much as one inference run, whatever sizes the frames take on the way. Its failure is raised in the
+    putting thread; closing writes what is queued, then stops."""
 
-    def __init__(self, write: Callable[..., None], capacity: int, name: str):
+    def __init__(self, write: Callable[..., None], max_items: int, max_pixels: int, name: str):
         self._write = write
-        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._max_items = max_items
+        self._max_pixels = max_pixels
+        self._waiting: deque[tuple[int, tuple[Any, ...] | None]] = deque()
+        self._waiting_pixels = 0
+        self._changed = threading.Condition()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._waiting)
+                pixels, item = self._waiting.popleft()
+                self._waiting_pixels -= pixels
+                self._changed.notify_all()
+            if item is None:
+                return
             if self._error is None:
                 try:
                     self._write(*item)
                 except BaseException as error:  # handed to the producer's thread
                     self._error = error
 
-    def put(self, *item: Any) -> None:
+    def put(self, pixels: int, *item: Any) -> None:
+        """Queue ``item``, which holds ``pixels`` pixels, once there is room for it."""
         self._raise()
-        self._queue.put(item)
+        with self._changed:
+            self._changed.wait_for(self._room_for(pixels))
+            self._append(pixels, item)
+
+    def _room_for(self, pixels: int) -> Callable[[], bool]:
+        def room() -> bool:
+            if not self._waiting:
+                return True
+            return len(self._waiting) < self._max_items and self._waiting_pixels + pixels <= self._max_pixels
+
+        return room
+
+    def _append(self, pixels: int, item: tuple[Any, ...] | None) -> None:
+        self._waiting.append((pixels, item))
+        self._waiting_pixels += pixels
+        self._changed.notify_all()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -91,7 +118,8 @@ class WriterThread:
     def close(self) -> None:
         """Write what is queued and stop. A Ctrl-C meanwhile waits for the thread (the outputs are closed
         next and must not be in use), then goes on."""
-        self._queue.put(None)
+        with self._changed:
+            self._append(0, None)
         interrupted = False
         while self._thread.is_alive():
             try:
@@ -127,21 +155,19 @@ def segment_source(
         if on_frame is not None:
             on_frame(index, detections)
 
-    writer: WriterThread | None = None
+    # As many frames wait to be written as one inference run takes: 8 small frames, a single 4K one (a queue
+    # of eight 4K frames held 200 MB more at the peak). Bounded by pixels, so that this holds also for a
+    # stream that grows from small frames to 4K.
+    writer = WriterThread(write, segmenter.batch_size, MAX_BATCH_PIXELS, f"write-{source.name}")
     try:
         for (_, index, time_s), image, detections in results:
-            if writer is None:
-                # As many frames wait to be written as one inference run takes: 8 small frames, a single 4K one
-                # (a queue of eight 4K frames held 200 MB more at the peak).
-                writer = WriterThread(write, segmenter.batch_limit(image.shape), f"write-{source.name}")
             if tracker is not None:
                 detections = shown(tracker.update(detections), segmenter.score_threshold)
-            writer.put(index, time_s, image, detections)
+            writer.put(image.shape[0] * image.shape[1], index, time_s, image, detections)
         source.check_end()
     finally:
         try:
             results.close()
-            if writer is not None:
-                writer.close()
+            writer.close()
         finally:
             outputs.close()

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from runtime import RawOutputs, Segmenter, paste_detections
 from runtime.__main__ import main
 from runtime.sources import FrameSource, SourceEnded
 from runtime.tracking import DEFAULT_SETTINGS, NO_TRACK, ByteTracker, TrackerSettings
+from runtime.video import WriterThread
 from yolact.data.shape_video import VideoScenario, render_video, write_video
 
 SCENARIO = VideoScenario("test", frames=10, height=120, width=160, shapes=4)
@@ -193,6 +195,34 @@ def test_large_frames_run_fewer_at_a_time(onnx_model, monkeypatch):
             alone = segmenter(frame)[0]
             np.testing.assert_array_equal(alone.boxes, expected.boxes)
             np.testing.assert_array_equal(alone.masks, expected.masks)
+
+
+def test_writer_queue_holds_at_most_one_run_of_pixels(tmp_path):
+    """The writer's queue is bounded by pixels as well as frames, so a stream that grows from small frames
+    to large ones does not let a whole batch of large frames wait; a frame over the bound passes alone."""
+    release = threading.Event()
+    written: list[int] = []
+    writer = WriterThread(lambda index: (release.wait(), written.append(index)), 8, 100, "test-writer")
+    queued: list[int] = []
+    sizes = [10, 10, 10, 60, 60, 500]
+
+    def produce() -> None:
+        for index, pixels in enumerate(sizes):
+            writer.put(pixels, index)
+            queued.append(index)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    deadline = time.monotonic() + 10
+    while len(queued) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    # Frame 0 is being written; 1, 2 and 3 wait (80 pixels); frame 4 would make 140.
+    assert queued == [0, 1, 2, 3]
+    release.set()
+    producer.join(timeout=10)
+    writer.close()
+    assert written == list(range(len(sizes)))
 
 
 def run_cli(*args: str) -> subprocess.Popen:
