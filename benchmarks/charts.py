@@ -108,12 +108,13 @@ def batch_chart(report: dict, path: Path) -> None:
             if value is None:
                 continue
             ax.barh(position + offset, value, height=0.27, color=color, label=label if position == len(report["arms"]) - 1 else None)
-            ax.text(value, position + offset, f" {value:.1f}", va="center", fontsize=8)
+            ax.text(value, position + offset, f" {value:.3g}", va="center", fontsize=8)
             runs = [run[key.replace("median_", "")] for run in arm["runs"]]
             ax.plot(runs, [position + offset] * len(runs), "o", color="black", markersize=3)
     ax.set_yticks(list(positions), [arm["label"] for arm in report["arms"]])
     ax.invert_yaxis()
     ax.set(xlabel="images/s (bars: medians; dots: rounds)", title=f"{report['config']}, {report['images']} images: {report['where']}")
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=8, loc="upper right")  # the in-process arm, first, has one short bar
+    # Below the axes: inside, it would cover the longest bars, whichever arm they belong to.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 * 6 / (len(report["arms"]) + 2)), ncol=3)
     save_figure(fig, path)

@@ -127,8 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = run_job(items, sources, results, settings, args.address)
             print(
                 f"{summary.processed} images in {summary.seconds:.1f} s, Ray's start-up ({summary.ray_start_s:.1f} s) included "
-                f"({summary.processed / summary.seconds:.1f} images/s; "
-                f"{summary.steady_images_per_s:.1f} images/s after the first rows, at {summary.first_rows_s:.1f} s), "
+                f"({summary.processed / summary.seconds:.2f} images/s; "
+                f"{summary.steady_images_per_s:.2f} images/s after the first rows, at {summary.first_rows_s:.1f} s), "
                 f"{summary.errors} with an error; {len(summary.parts)} parts committed"
             )
         print(f"{total} images, {total - len(items)} of them done before; results in {args.out}")
