@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from command_line import entry_parser, entry_point, positive_int
+from runtime.segmenter import DEFAULT_BATCH_SIZE
 from yolact.data.shapes import ensure_shapes_dataset
 
 from .charts import batch_chart
@@ -104,7 +105,11 @@ def parse_args(argv):
     parser.add_argument("--rounds", type=positive_int, default=2, help="interleaved rounds of every arm (default 2)")
     parser.add_argument("--threads", type=positive_int, default=2, help="intra-op threads in process and of the embedded actor")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.images <= DEFAULT_BATCH_SIZE:
+        # A job's first rows are one block of DEFAULT_BATCH_SIZE images: with no more, it has no rate after them.
+        parser.error(f"--images: more than {DEFAULT_BATCH_SIZE} (one block of a job), not {args.images}")
+    return args
 
 
 def median_rate(runs: list[dict], key: str = "images_per_s") -> float:

@@ -78,8 +78,11 @@ class JobSummary:
     first_rows: int = 0
 
     @property
-    def steady_images_per_s(self) -> float:
-        """The rate after the first rows came back: what a long job runs at."""
+    def steady_images_per_s(self) -> float | None:
+        """The rate after the first rows came back: what a long job runs at. None for a job whose rows all
+        came back at once."""
+        if self.processed == self.first_rows:
+            return None
         return (self.processed - self.first_rows) / max(self.seconds - self.first_rows_s, 1e-9)
 
 

@@ -1,6 +1,6 @@
-"""benchmarks.video and benchmarks.tracking run end to end on a short input and write their report: JSON,
-Markdown and a PNG, named by the machine. The figures they commit come from full runs; these runs prove the
-commands still work."""
+"""benchmarks.video, benchmarks.tracking and benchmarks.batch run end to end on a short input and write their
+report: JSON, Markdown and a PNG, named by the machine. The figures they commit come from full runs; these
+runs prove the commands still work."""
 
 import json
 import subprocess
@@ -53,3 +53,23 @@ def test_tracking_benchmark_scores_every_setting_on_both_scenarios(onnx_model, t
             for measure in ("box", "mask"):
                 assert all(0 <= scores[measure][name] <= 1 for name in ("HOTA", "IDF1")), scores
                 assert scores[measure]["MOTA"] <= 1 and scores[measure]["IDSW"] >= 0
+
+
+def test_batch_benchmark_times_every_arm_on_a_real_ray(tmp_path):
+    """In process, the embedded Ray and a two-node local cluster with 1 and 2 workers, each a real command;
+    the rates come from what the jobs print."""
+    result = run_benchmark(
+        "benchmarks.batch", "--config", "yolact_tiny", "--images", "12", "--rounds", "1", "--threads", "1", "--out-dir", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    report = the_report(tmp_path, "batch")
+    arms = {arm["label"]: arm for arm in report["arms"]}
+    assert list(arms) == ["in process", "embedded Ray, 1 worker", "cluster, 1 worker", "cluster, 2 workers"]
+    for label, arm in arms.items():
+        (run,) = arm["runs"]
+        assert run["images"] == 12 and run["wall_s"] > 0 and run["images_per_s"] > 0, label
+        if label != "in process":
+            assert 0 < run["ray_start_s"] < run["seconds"] < run["wall_s"], run
+    target = report["target"]
+    in_process, embedded = (arms[label]["median_wall_images_per_s"] for label in ("in process", "embedded Ray, 1 worker"))
+    assert target["ratio"] == round(embedded / in_process, 3) and target["met"] == (target["ratio"] >= 0.8)
