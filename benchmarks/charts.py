@@ -115,6 +115,7 @@ def batch_chart(report: dict, path: Path) -> None:
     ax.invert_yaxis()
     ax.set(xlabel="images/s (bars: medians; dots: rounds)", title=f"{report['config']}, {report['images']} images: {report['where']}")
     ax.grid(alpha=0.3, axis="x")
-    # Below the axes: inside, it would cover the longest bars, whichever arm they belong to.
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 * 6 / (len(report["arms"]) + 2)), ncol=3)
+    # Below the axes: inside, it would cover the longest bars, whichever arm they belong to. Its offset is in
+    # axes heights, which grow with the arms: about half an inch, under the x label.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.72 / (len(report["arms"]) + 2)), ncol=3)
     save_figure(fig, path)

@@ -95,16 +95,13 @@ class WriterThread:
         """Queue ``item``, which holds ``pixels`` pixels, once there is room for it."""
         self._raise()
         with self._changed:
-            self._changed.wait_for(self._room_for(pixels))
+            self._changed.wait_for(lambda: self._has_room(pixels))
             self._append(pixels, item)
 
-    def _room_for(self, pixels: int) -> Callable[[], bool]:
-        def room() -> bool:
-            if not self._waiting:
-                return True
-            return len(self._waiting) < self._max_items and self._waiting_pixels + pixels <= self._max_pixels
-
-        return room
+    def _has_room(self, pixels: int) -> bool:
+        if not self._waiting:
+            return True
+        return len(self._waiting) < self._max_items and self._waiting_pixels + pixels <= self._max_pixels
 
     def _append(self, pixels: int, item: tuple[Any, ...] | None) -> None:
         self._waiting.append((pixels, item))

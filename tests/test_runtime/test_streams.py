@@ -197,7 +197,7 @@ def test_large_frames_run_fewer_at_a_time(onnx_model, monkeypatch):
             np.testing.assert_array_equal(alone.masks, expected.masks)
 
 
-def test_writer_queue_holds_at_most_one_run_of_pixels(tmp_path):
+def test_writer_queue_holds_at_most_one_run_of_pixels():
     """The writer's queue is bounded by pixels as well as frames, so a stream that grows from small frames
     to large ones does not let a whole batch of large frames wait; a frame over the bound passes alone."""
     release = threading.Event()
