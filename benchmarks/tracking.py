@@ -6,6 +6,10 @@ feeds its tracker), then tracked by every tracker setting in ``SETTINGS`` and by
 runtime at its default score threshold, ``Detections.to_supervision()`` and ``sv.ByteTrack()`` with its
 defaults, what a user could write by hand.
 
+With ``--library-trackers``, Roboflow's ``trackers`` 2.x (SORT, ByteTrack, OC-SORT, BoT-SORT, C-BIoU; numpy 2,
+so in an environment of their own, ``benchmarks.library_trackers``) track the detections our default
+setting feeds ByteTrack, as the library ships them and with thresholds fitted to this detector's scores.
+
 Scores come from TrackEval 1.0.0's metric classes (HOTA, CLEAR, Identity) fed per-frame similarities:
 box IoU against the visible-mask boxes of the ground truth (the MOTChallenge way) and, beside it, mask IoU
 (the MOTS way). Mask stability is the mean IoU between a track's masks on consecutive frames, with the
@@ -26,12 +30,13 @@ from typing import Any, Iterator
 
 import numpy as np
 import pycocotools.mask as mask_utils
+from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
 from command_line import entry_parser, entry_point, non_negative_int, positive_int
 from runtime import Detections, Segmenter, SegmenterError
 from runtime.sources import open_source
-from runtime.tracking import DEFAULT_SETTINGS, NO_TRACK, ByteTracker, TrackerSettings
+from runtime.tracking import DEFAULT_SETTINGS, NO_TRACK, ByteTracker, TrackerSettings, fed_rows, tracking_boxes
 from runtime.video import in_order
 from yolact.data.shape_video import (
     SCENARIOS,
@@ -41,6 +46,7 @@ from yolact.data.shape_video import (
     write_video,
 )
 
+from .library_trackers import DEFAULTS_LABEL, TRACKERS_REQUIREMENT, library_trackers, track_with_library
 from .machine import cpu_description, machine_details, machine_tag
 from .reports import report_stem, write_report
 
@@ -48,6 +54,10 @@ RESULTS = Path(__file__).parent / "results"
 PROG = "python -m benchmarks.tracking"
 GLUE = "plain glue"
 GLUE_THRESHOLD = 0.3  # the runtime's default
+# Where the default loses, apart: the tracker fed the truth's own boxes, and fed the detector's true
+# detections only (its false ones taken away, scores and boxes as they are).
+TRUTH_BOUND = "bound: truth boxes, default setting"
+TRUE_DETECTIONS_BOUND = "bound: true detections only, default setting"
 # ByteTrack's defaults changed one principled step at a time: feed it the low scores its second association
 # needs, leave mask twins out, remember lost tracks longer (occlusions), start tracks stricter, leave
 # cross-class box twins out, confirm a track over 5 frames; beside them, the masks' tight boxes and a
@@ -145,6 +155,69 @@ def track_plain_glue(frames: list[Detections]) -> list[Tracked]:
     return answers
 
 
+def track_truth(truths: list[Truth], scenario: VideoScenario) -> list[Tracked]:
+    """Bound of the tracker: the ground-truth boxes themselves (score 0.9, no twins to leave out) tracked
+    with the default settings, shown with their true masks."""
+    tracker = ByteTracker(replace(DEFAULT_SETTINGS, duplicate_iou=None, duplicate_box_iou=None), frame_rate=FPS)
+    answers = []
+    for truth in truths:
+        n = len(truth.ids)
+        given = Detections(
+            boxes=np.round(truth.boxes).astype(np.int64).reshape(-1, 4),
+            scores=np.full(n, 0.9, np.float32),
+            class_ids=np.zeros(n, np.int64),
+            class_names=["shape"] * n,
+            packed_masks=[np.zeros((0, 0), np.uint8)] * n,
+            mask_regions=np.zeros((n, 4), np.int64),
+            mask_scores=np.full(n, 0.9, np.float32),
+            height=scenario.height,
+            width=scenario.width,
+        )
+        tracked = tracker.update(given)
+        on_track = np.flatnonzero(tracked.track_ids != NO_TRACK)
+        answers.append(Tracked(tracked.track_ids[on_track], truth.boxes[on_track], [truth.rles[i] for i in on_track]))
+    return answers
+
+
+def true_detections(truths: list[Truth], frames: list[Detections]) -> list[Detections]:
+    """Each frame's detections that match a ground-truth box (box IoU >= 0.5, one each, any score): the
+    detector with its false detections taken away."""
+    kept = []
+    for truth, detections in zip(truths, frames):
+        overlaps = box_iou(truth.boxes, detections.boxes)
+        rows = []
+        if overlaps.size:
+            gt_rows, det_rows = linear_sum_assignment(-overlaps)
+            rows = sorted(int(d) for g, d in zip(gt_rows, det_rows) if overlaps[g, d] >= 0.5)
+        kept.append(detections[np.asarray(rows, dtype=np.int64)])
+    return kept
+
+
+def track_with_trackers(videos: list[list[Detections]]) -> dict[str, list[list[Tracked]]]:
+    """What each of Roboflow's ``trackers`` (in an environment of their own) makes of the detections our
+    default setting feeds ByteTrack, shown as ours are: above the runtime's threshold and on a track.
+    Name -> per video, per frame."""
+    fed = [[fed_rows(detections, DEFAULT_SETTINGS) for detections in frames] for frames in videos]
+    given = [
+        [
+            (tracking_boxes(detections, rows, DEFAULT_SETTINGS.mask_boxes), detections.scores[rows], detections.class_ids[rows])
+            for detections, rows in zip(frames, video_rows)
+        ]
+        for frames, video_rows in zip(videos, fed)
+    ]
+    answers: dict[str, list[list[Tracked]]] = {}
+    for name, per_video in track_with_library(given, FPS).items():
+        answers[name] = []
+        for frames, video_rows, video_ids in zip(videos, fed, per_video):
+            tracked = []
+            for detections, rows, ids in zip(frames, video_rows, video_ids):
+                shown = (ids >= 0) & (detections.scores[rows] > GLUE_THRESHOLD)
+                rles = detections.rle()
+                tracked.append(Tracked(ids[shown], detections.boxes[rows[shown]], [rles[r] for r in rows[shown]]))
+            answers[name].append(tracked)
+    return answers
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU [len(a), len(b)] of x1y1x2y2 boxes."""
     if not len(a) or not len(b):
@@ -230,6 +303,7 @@ def evaluate(truths: list[Truth], answers: list[Tracked]) -> dict[str, Any]:
         "box": trackeval_scores(truths, answers, "box"),
         "mask": trackeval_scores(truths, answers, "mask"),
         "mask_stability": mask_stability([(a.ids, a.rles) for a in answers]),
+        "ids": len({int(v) for a in answers for v in a.ids}),
     }
 
 
@@ -253,7 +327,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 scenario = VideoScenario(**{**asdict(SCENARIOS[scenario_name]), "frames": args.frames})
                 path, truths = make_video(scenario, seed, Path(folder))
                 videos[name] = (scenario, seed, truths, segment_video(segmenter, path, lowest, bar))
-    for name, (scenario, seed, truths, frames) in videos.items():
+    library = track_with_trackers([frames for _, _, _, frames in videos.values()]) if args.library_trackers else {}
+    if library:
+        report["library_trackers"] = {"requirement": TRACKERS_REQUIREMENT, "trackers": library_trackers()}
+    for v, (name, (scenario, seed, truths, frames)) in enumerate(videos.items()):
         entry = {
             "scenario": asdict(scenario),
             "seed": seed,
@@ -267,6 +344,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             entry["trackers"][tracker_name] = evaluate(truths, answers)
         low_shown = track_ours(frames, DEFAULT_SETTINGS, shown_above=DEFAULT_SETTINGS.feed_threshold)
         entry["trackers"][f"{report['default']}, low-score matches shown"] = evaluate(truths, low_shown)
+        entry["trackers"][TRUTH_BOUND] = evaluate(truths, track_truth(truths, scenario))
+        entry["trackers"][TRUE_DETECTIONS_BOUND] = evaluate(truths, track_ours(true_detections(truths, frames), DEFAULT_SETTINGS))
+        for tracker_name, per_video in library.items():
+            entry["trackers"][tracker_name] = evaluate(truths, per_video[v])
         report["videos"][name] = entry
     return report
 
@@ -292,23 +373,41 @@ def markdown(report: dict[str, Any], machine: dict) -> str:
         "boxes; mask-IoU IDF1 beside it). Stability: mean IoU of a track's masks on consecutive frames.",
         "",
     ]
+    lines += [
+        f"`{TRUTH_BOUND}`: the ground-truth boxes fed to the default tracker (what the tracker can do); "
+        f"`{TRUE_DETECTIONS_BOUND}`: the detections that match a ground-truth box (IoU >= 0.5), scores and boxes as the "
+        "model gave them (what the detector's misses and boxes leave).",
+        "",
+    ]
+    if "library_trackers" in report:
+        lines += [
+            f"`trackers ...` rows: Roboflow's `{report['library_trackers']['requirement']}` in an environment of its own (numpy 2), "
+            "fed the same detections as our ByteTrack (same twins left out) and shown the same way.",
+            "",
+        ]
     lines += summary(report)
     for name, video in report["videos"].items():
         lines += [
             f"## {name}: {video['identities']} identities, {video['occluded_share']:.0%} of them at some point less than "
             f"half visible; ground-truth mask stability {video['ground_truth_mask_stability']:.3f}",
             "",
-            "| tracker | HOTA | MOTA | IDF1 | ID switches | IDF1 (mask IoU) | mask stability |",
-            "|---|---|---|---|---|---|---|",
+            "| tracker | HOTA | MOTA | IDF1 | ID switches | ids given | IDF1 (mask IoU) | mask stability |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for tracker_name, scores in video["trackers"].items():
             box = scores["box"]
             lines.append(
-                f"| {tracker_name} | {box['HOTA']:.3f} | {box['MOTA']:.3f} | {box['IDF1']:.3f} | {box['IDSW']} | "
+                f"| {tracker_name} | {box['HOTA']:.3f} | {box['MOTA']:.3f} | {box['IDF1']:.3f} | {box['IDSW']} | {scores['ids']} | "
                 f"{scores['mask']['IDF1']:.3f} | {scores['mask_stability']:.3f} |"
             )
         lines.append("")
     lines.append("Settings: " + "; ".join(f"{name}: {json.dumps(values)}" for name, values in report["settings"].items()))
+    if "library_trackers" in report:
+        lines.append("")
+        lines.append(
+            "trackers: "
+            + "; ".join(f"{t['name']}: {t['class']}({json.dumps(t['kwargs'])})" for t in report["library_trackers"]["trackers"])
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -339,21 +438,28 @@ def chart(report: dict[str, Any], path: Path) -> None:
 
     metrics = ("HOTA", "MOTA", "IDF1")
     videos = list(report["videos"])
-    fig, axes = plt.subplots(1, len(videos), figsize=(6 * len(videos), 4), sharey=True)
-    for ax, name in zip(np.atleast_1d(axes), videos):
-        trackers = list(report["videos"][name]["trackers"])
-        width = 0.8 / len(trackers)
+    trackers = [t for t in report["videos"][videos[0]]["trackers"] if DEFAULTS_LABEL not in t]
+    legend_rows = -(-len(trackers) // 4)
+    columns = min(len(videos), 4)
+    rows = -(-len(videos) // columns)
+    height = 3.6 * rows + 0.22 * legend_rows
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, height), sharey=True, squeeze=False)
+    for ax in axes.flat[len(videos) :]:
+        ax.set_visible(False)
+    colors = plt.get_cmap("tab20").colors
+    width = 0.8 / len(trackers)
+    for ax, name in zip(axes.flat, videos):
         for k, tracker_name in enumerate(trackers):
             values = [report["videos"][name]["trackers"][tracker_name]["box"][m] for m in metrics]
-            ax.bar(np.arange(len(metrics)) + k * width, values, width, label=tracker_name)
+            ax.bar(np.arange(len(metrics)) + k * width, values, width, label=tracker_name, color=colors[k % len(colors)])
         ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics)
         ax.set_title(f"{name} ({report['frames']} frames)")
         ax.axhline(0.8, color="grey", linestyle=":", linewidth=1)
         ax.set_ylim(0, 1)
-    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
     fig.suptitle("Tracking quality, TrackEval 1.0.0 (box IoU)")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.tight_layout(rect=(0, (0.2 * legend_rows + 0.15) / height, 1, 1 - 0.3 / height))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -367,6 +473,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=non_negative_int,
         default=0,
         help=f"also this many more videos of each scenario, seeds {EXTRA_SEEDS_FROM} on (default 0)",
+    )
+    parser.add_argument(
+        "--library-trackers",
+        action="store_true",
+        help=f"also track with Roboflow's {TRACKERS_REQUIREMENT} (SORT, ByteTrack, OC-SORT, BoT-SORT, C-BIoU), in an "
+        "environment of its own made once under ~/.cache/yolact/venvs (it needs numpy 2)",
     )
     parser.add_argument("--threads", type=positive_int, help="inference threads")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")

@@ -100,11 +100,7 @@ class ByteTracker:
         the track ByteTrack kept each one on, NO_TRACK for the others (below feed_threshold, a twin, or on
         no track, also a track not yet confirmed). Callers show those above their score threshold: a low-score detection that only
         keeps a track alive through an occlusion stays out of sight, as in the image path."""
-        fed = np.flatnonzero(detections.scores > self.settings.feed_threshold) if len(detections) else np.zeros(0, np.int64)
-        if self.settings.duplicate_box_iou is not None:
-            fed = without_box_duplicates(detections, fed, self.settings.duplicate_box_iou)
-        if self.settings.duplicate_iou is not None:
-            fed = without_duplicates(detections, fed, self.settings.duplicate_iou)
+        fed = fed_rows(detections, self.settings)
         boxes = tracking_boxes(detections, fed, self.settings.mask_boxes)
         given = self._sv.Detections(
             xyxy=boxes.astype(np.float32).reshape(-1, 4),
@@ -119,6 +115,17 @@ class ByteTracker:
         answer = detections[np.arange(len(detections))]  # a copy that keeps the encoded RLE
         answer.track_ids = ids
         return answer
+
+
+def fed_rows(detections: Detections, settings: TrackerSettings) -> np.ndarray:
+    """The rows of ``detections`` (in score order) a tracker is given: above ``feed_threshold``, without
+    box twins and mask twins."""
+    fed = np.flatnonzero(detections.scores > settings.feed_threshold) if len(detections) else np.zeros(0, np.int64)
+    if settings.duplicate_box_iou is not None:
+        fed = without_box_duplicates(detections, fed, settings.duplicate_box_iou)
+    if settings.duplicate_iou is not None:
+        fed = without_duplicates(detections, fed, settings.duplicate_iou)
+    return fed
 
 
 def without_duplicates(detections: Detections, rows: np.ndarray, iou_limit: float) -> np.ndarray:

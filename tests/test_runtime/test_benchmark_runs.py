@@ -48,11 +48,37 @@ def test_tracking_benchmark_scores_every_setting_on_both_scenarios(onnx_model, t
     for video in report["videos"].values():
         assert video["scenario"]["frames"] == 20 and video["identities"] > 0
         shown_low = f"{report['default']}, low-score matches shown"
-        assert set(video["trackers"]) == {"plain glue", *report["settings"], shown_low}
+        bounds = {"bound: truth boxes, default setting", "bound: true detections only, default setting"}
+        assert set(video["trackers"]) == {"plain glue", *report["settings"], shown_low, *bounds}
+        truth_bound = video["trackers"]["bound: truth boxes, default setting"]
+        assert truth_bound["box"]["IDSW"] == 0 and truth_bound["box"]["IDF1"] > 0.6, truth_bound  # the truth's own boxes keep their ids
+        assert "library_trackers" not in report
         for scores in video["trackers"].values():
             for measure in ("box", "mask"):
                 assert all(0 <= scores[measure][name] <= 1 for name in ("HOTA", "IDF1")), scores
                 assert scores[measure]["MOTA"] <= 1 and scores[measure]["IDSW"] >= 0
+
+
+def test_tracking_benchmark_runs_the_trackers_library_in_an_environment_of_its_own(onnx_model, tmp_path):
+    """Roboflow's trackers 2.x needs numpy 2, which our environment cannot have: the benchmark makes it a
+    virtual environment (a real pip install from the index, once) and every one of its trackers tracks the
+    detections ours is fed."""
+    from benchmarks.library_trackers import TRACKERS_REQUIREMENT, library_python, library_trackers
+
+    result = run_benchmark(
+        "benchmarks.tracking", "--model", str(onnx_model), "--frames", "12", "--threads", "1", "--library-trackers", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    report = the_report(tmp_path, "tracking")
+    names = [entry["name"] for entry in library_trackers()]
+    assert report["library_trackers"]["requirement"] == TRACKERS_REQUIREMENT and len(names) == 10
+    for video in report["videos"].values():
+        for name in names:
+            scores = video["trackers"][name]
+            assert scores["ids"] > 0, (name, scores)
+            assert 0 <= scores["box"]["IDF1"] <= 1 and scores["box"]["IDSW"] >= 0
+    numpy_there = subprocess.run([str(library_python()), "-c", "import numpy; print(numpy.__version__)"], capture_output=True, text=True)
+    assert numpy_there.stdout.startswith("2."), numpy_there
 
 
 def test_batch_benchmark_times_every_arm_on_a_real_ray(tmp_path):
