@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import supervision as sv
@@ -37,7 +38,7 @@ def track_video(tracker, boxes: np.ndarray, scores: np.ndarray, class_ids: np.nd
 def main(argv: list[str]) -> int:
     detections_path, spec_path, out_path = argv
     detections = np.load(detections_path)
-    spec = json.loads(open(spec_path, encoding="utf-8").read())
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     answers = {}
     for t, entry in enumerate(spec["trackers"]):
         for v in range(spec["videos"]):
