@@ -50,7 +50,7 @@ MEASURE = "over the command (Python's start to exit)"
 OLD_MEASURE = "over the work (a job from its first task, ray.init not included)"
 JOB_RATE = re.compile(
     r"(\d+) images in ([\d.]+) s, Ray's start-up \(([\d.]+) s\) included \(([\d.]+) images/s; "
-    r"([\d.]+) images/s after the first rows, at ([\d.]+) s\)"
+    r"(?:([\d.]+) images/s after the first rows|every row in the first ones), at ([\d.]+) s\)"
 )
 
 
@@ -75,24 +75,30 @@ def in_process_command(model: Path, folder: Path, threads: int) -> dict:
     return {**work, "wall_s": round(wall, 2), "wall_images_per_s": round(work["images"] / wall, 2)}
 
 
+def job_rates(output: str) -> dict | None:
+    """The rates in what ``python -m runtime.batch`` prints (runtime.batch.job.JobSummary.line); None if absent."""
+    match = JOB_RATE.search(output)
+    if match is None:
+        return None
+    return {
+        "images": int(match[1]),
+        "seconds": float(match[2]),
+        "ray_start_s": float(match[3]),
+        "images_per_s": float(match[4]),
+        # None when every row came back with the first ones (a small job spread over several workers).
+        "steady_images_per_s": float(match[5]) if match[5] else None,
+        "first_rows_s": float(match[6]),
+    }
+
+
 def batch_job(model: Path, folder: Path, out: Path, options: list[str]) -> dict:
     """One ``python -m runtime.batch`` run from scratch (--overwrite): its wall time and what it prints."""
     command = [sys.executable, "-m", "runtime.batch", str(folder), "--model", str(model), "--out", str(out), "--overwrite", *options]
     output, wall = timed_command(command)
-    match = JOB_RATE.search(output)
-    if match is None:
+    rates = job_rates(output)
+    if rates is None:
         raise RuntimeError(f"{' '.join(command)}: no rate in its output {output!r}")
-    images = int(match[1])
-    return {
-        "images": images,
-        "seconds": float(match[2]),
-        "ray_start_s": float(match[3]),
-        "images_per_s": float(match[4]),
-        "steady_images_per_s": float(match[5]),
-        "first_rows_s": float(match[6]),
-        "wall_s": round(wall, 2),
-        "wall_images_per_s": round(images / wall, 2),
-    }
+    return {**rates, "wall_s": round(wall, 2), "wall_images_per_s": round(rates["images"] / wall, 2)}
 
 
 def parse_args(argv):
@@ -112,8 +118,18 @@ def parse_args(argv):
     return args
 
 
-def median_rate(runs: list[dict], key: str = "images_per_s") -> float:
-    return round(float(np.median([run[key] for run in runs])), 2)
+def median_rate(runs: list[dict], key: str = "images_per_s") -> float | None:
+    """The median of the runs that have the rate; None if none has it."""
+    rates = [run[key] for run in runs if run.get(key) is not None]
+    return round(float(np.median(rates)), 2) if rates else None
+
+
+def rate_ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or denominator is None else round(numerator / denominator, 3)
+
+
+def ratio_text(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def markdown(report: dict) -> str:
@@ -132,7 +148,12 @@ def markdown(report: dict) -> str:
         wall_median = f"{arm['median_wall_images_per_s']:.2f}" if "median_wall_images_per_s" in arm else "-"
         rates = ", ".join(f"{run['images_per_s']:.2f}" for run in runs)
         ray_starts = ", ".join(f"{run['ray_start_s']:.1f}" for run in runs if "ray_start_s" in run)
-        steady = ", ".join(f"{run['steady_images_per_s']:.2f} ({run['first_rows_s']:.1f})" for run in runs if "steady_images_per_s" in run)
+        steady = ", ".join(
+            ("all in the first rows" if run["steady_images_per_s"] is None else f"{run['steady_images_per_s']:.2f}")
+            + f" ({run['first_rows_s']:.1f})"
+            for run in runs
+            if "steady_images_per_s" in run
+        )
         steady_median = f"{arm['median_steady_images_per_s']:.2f}" if arm["median_steady_images_per_s"] is not None else "-"
         lines.append(
             f"| {arm['label']} | {walls or '-'} | {wall_median} | {rates} | {arm['median_images_per_s']:.2f} "
@@ -145,8 +166,8 @@ def markdown(report: dict) -> str:
             f"Embedded Ray / in process, {target.get('measure', OLD_MEASURE)}: {target['ratio']:.2f}x "
             f"(target {target['ratio_needed']}x: {'met' if target['met'] else 'NOT met'}); "
             + (f"over the work {target['work_ratio']:.2f}x; " if "work_ratio" in target else "")
-            + f"after the first rows {target['steady_ratio']:.2f}x. Two-node cluster, 2 workers / 1 worker: {report['cluster_scaling']:.2f}x; "
-            f"after the first rows {report['cluster_steady_scaling']:.2f}x."
+            + f"after the first rows {ratio_text(target['steady_ratio'])}. Two-node cluster, 2 workers / 1 worker: {report['cluster_scaling']:.2f}x; "
+            f"after the first rows {ratio_text(report['cluster_steady_scaling'])}."
         ),
         (
             "Load average (1, 5, 15 min) at the start "
@@ -234,10 +255,10 @@ def main(argv=None) -> int:
             "ratio": round(ratio, 3),
             "met": ratio >= TARGET_RATIO,
             "work_ratio": round(medians["embedded Ray, 1 worker"] / medians["in process"], 3),
-            "steady_ratio": round(steady["embedded Ray, 1 worker"] / medians["in process"], 3),
+            "steady_ratio": rate_ratio(steady["embedded Ray, 1 worker"], medians["in process"]),
         },
         "cluster_scaling": round(wall_medians["cluster, 2 workers"] / wall_medians["cluster, 1 worker"], 3),
-        "cluster_steady_scaling": round(steady["cluster, 2 workers"] / steady["cluster, 1 worker"], 3),
+        "cluster_steady_scaling": rate_ratio(steady["cluster, 2 workers"], steady["cluster, 1 worker"]),
     }
     stem = report_stem(args.out_dir, "batch", machine_tag(machine), started, args.config)
     write_report(stem, report, markdown(report), batch_chart)

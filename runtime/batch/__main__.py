@@ -125,13 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if len(items):
             summary = run_job(items, sources, results, settings, args.address)
-            steady = summary.steady_images_per_s
-            print(
-                f"{summary.processed} images in {summary.seconds:.1f} s, Ray's start-up ({summary.ray_start_s:.1f} s) included "
-                f"({summary.processed / summary.seconds:.2f} images/s; "
-                + ("every row in the first ones" if steady is None else f"{steady:.2f} images/s after the first rows")
-                + f", at {summary.first_rows_s:.1f} s), {summary.errors} with an error; {len(summary.parts)} part{'s' * (len(summary.parts) != 1)} committed"
-            )
+            print(summary.line())
         print(f"{total} images, {total - len(items)} of them done before; results in {args.out}")
         if args.coco_json:
             count = write_coco_json(args.coco_json, results)

@@ -85,6 +85,16 @@ class JobSummary:
             return None
         return (self.processed - self.first_rows) / max(self.seconds - self.first_rows_s, 1e-9)
 
+    def line(self) -> str:
+        """What ``python -m runtime.batch`` prints of the run (benchmarks.batch reads its rates from it)."""
+        steady = self.steady_images_per_s
+        return (
+            f"{self.processed} images in {self.seconds:.1f} s, Ray's start-up ({self.ray_start_s:.1f} s) included "
+            f"({self.processed / self.seconds:.2f} images/s; "
+            + ("every row in the first ones" if steady is None else f"{steady:.2f} images/s after the first rows")
+            + f", at {self.first_rows_s:.1f} s), {self.errors} with an error; {len(self.parts)} part{'s' * (len(self.parts) != 1)} committed"
+        )
+
 
 def pending_items(sources: Sources, done: set[str]) -> pa.Table:
     """The items not done yet, each path once (the first item of a repeated path)."""
