@@ -109,7 +109,8 @@ def batch_chart(report: dict, path: Path) -> None:
                 continue
             ax.barh(position + offset, value, height=0.27, color=color, label=label if position == len(report["arms"]) - 1 else None)
             ax.text(value, position + offset, f" {value:.3g}", va="center", fontsize=8)
-            runs = [run[key.replace("median_", "")] for run in arm["runs"] if run.get(key.replace("median_", "")) is not None]
+            run_key = key.removeprefix("median_")
+            runs = [run[run_key] for run in arm["runs"] if run.get(run_key) is not None]
             ax.plot(runs, [position + offset] * len(runs), "o", color="black", markersize=3)
     ax.set_yticks(list(positions), [arm["label"] for arm in report["arms"]])
     ax.invert_yaxis()
